@@ -1,0 +1,63 @@
+"""The `breedops` command: one sub-command group per concern.
+
+Each concern's `cli` module adds its parsers through `register(subparsers)` and imports its
+heavy dependencies (torch, boto3) only when its command runs, so `breedops --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from breedops import __version__
+from breedops.errors import BreedopsError
+
+COMMAND_MODULES = (
+    "breedops.local.cli",
+    "breedops.data.cli",
+    "breedops.jobs.cli",
+    "breedops.serving.cli",
+    "breedops.pipeline.cli",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="breedops", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"breedops {__version__}")
+    parser.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="logging verbosity (default: INFO)",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name != name:  # a real missing dependency, not a concern not built yet
+                raise
+            continue
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.func(args) or 0)
+    except BreedopsError as e:
+        print(f"breedops {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"breedops {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

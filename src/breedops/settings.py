@@ -1,0 +1,35 @@
+"""Project-wide locations and settings, all overridable from the environment.
+
+The Makefile runs every command from the repository root, so paths default relative to the
+current directory; `BREEDOPS_ROOT` pins them elsewhere (tests use it for isolation).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DEFAULT_REGION = "us-east-1"
+DEFAULT_PROJECT = "breedops"
+ENVIRONMENTS = ("local", "aws")
+
+
+def project_root() -> Path:
+    """The repository root: `BREEDOPS_ROOT`, or the current directory."""
+    return Path(os.environ.get("BREEDOPS_ROOT", os.getcwd())).resolve()
+
+
+def state_dir() -> Path:
+    """Where local services keep pidfiles, logs, the env file and emulator state."""
+    override = os.environ.get("BREEDOPS_STATE_DIR")
+    return Path(override).resolve() if override else project_root() / ".local"
+
+
+def terraform_env_dir(env: str) -> Path:
+    """The Terraform root of an environment (`local` or `aws`)."""
+    return project_root() / "terraform" / "envs" / env
+
+
+def artifacts_file(env: str) -> Path:
+    """The tfvars file through which training artifacts flow into Terraform."""
+    return terraform_env_dir(env) / "artifacts.auto.tfvars.json"
