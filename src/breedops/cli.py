@@ -19,7 +19,9 @@ COMMAND_MODULES = (
     "breedops.data.cli",
     "breedops.jobs.cli",
     "breedops.serving.cli",
+    "breedops.terraform.cli",
     "breedops.pipeline.cli",
+    "breedops.bench.cli",
 )
 
 

@@ -1,0 +1,1 @@
+"""Datasets in the ImageFolder layout: prepare them locally and sync them to S3."""

@@ -1,0 +1,239 @@
+"""The inference handler of model.tar.gz (`code/inference.py`), in the SageMaker PyTorch style.
+
+The serving container (and breedops' local hosting) calls `model_fn` once per worker, then
+`input_fn` -> `predict_fn` -> `output_fn` per request. It imports only torch, torchvision, PIL,
+the standard library and `breedops.modeling`, which travels in the tarball next to it.
+
+Every bad input raises an `InferenceError` subclass that carries the HTTP status the container
+answers with, so a client learns what was wrong and a worker never crashes on a request.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image, ImageOps
+
+from breedops.modeling.architectures import load_model
+from breedops.modeling.transforms import build_eval_transform
+
+logger = logging.getLogger(__name__)
+
+IMAGE_CONTENT_TYPES = ("image/jpeg", "image/png", "application/x-image")
+JSON_CONTENT_TYPE = "application/json"
+SUPPORTED_CONTENT_TYPES = (*IMAGE_CONTENT_TYPES, JSON_CONTENT_TYPE)
+# SageMaker real-time endpoints accept at most 6 MB per request.
+MAX_IMAGE_BYTES = int(os.environ.get("BREEDOPS_MAX_IMAGE_BYTES", 6 * 1024 * 1024))
+# Large enough for any camera photo, small enough that decoding cannot exhaust a worker.
+MAX_IMAGE_PIXELS = int(os.environ.get("BREEDOPS_MAX_IMAGE_PIXELS", 40_000_000))
+DEFAULT_TOP_K = int(os.environ.get("BREEDOPS_TOP_K", 5))
+CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+class InferenceError(Exception):
+    """A request the handler rejects; `http_status` is what the container answers."""
+
+    http_status = 400
+
+
+class UnsupportedContentTypeError(InferenceError):
+    http_status = 415
+
+
+class UnsupportedAcceptError(InferenceError):
+    http_status = 406
+
+
+class InvalidRequestError(InferenceError):
+    """Empty body, bad JSON, bad base64, unknown fields, or an image PIL cannot decode."""
+
+
+class ImageTooLargeError(InferenceError):
+    http_status = 413
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """What `model_fn` returns: the network plus everything needed to read its output."""
+
+    network: torch.nn.Module
+    labels: list[str]
+    transform: Any
+    model_version: str
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Class probabilities for one image, with the labels and version to report them."""
+
+    probabilities: torch.Tensor
+    labels: list[str]
+    model_version: str
+
+
+def model_fn(model_dir: str) -> LoadedModel:
+    """Load `model.pth` and `labels.json` from the extracted model directory."""
+    root = Path(model_dir)
+    checkpoint = torch.load(root / "model.pth", map_location="cpu", weights_only=True)
+    labels = json.loads((root / "labels.json").read_text())
+    if len(labels) != int(checkpoint["num_classes"]):
+        raise ValueError(
+            f"labels.json has {len(labels)} labels but the model has "
+            f"{checkpoint['num_classes']} classes"
+        )
+    network = load_model(checkpoint)
+    logger.info("loaded %s model version %s", checkpoint["arch"], checkpoint["model_version"])
+    return LoadedModel(
+        network=network,
+        labels=labels,
+        transform=build_eval_transform(int(checkpoint["image_size"])),
+        model_version=str(checkpoint["model_version"]),
+    )
+
+
+def input_fn(request_body: bytes | str, content_type: str | None) -> Image.Image:
+    """Decode the request into an RGB PIL image, enforcing the size limits before decoding."""
+    media_type = (content_type or "").split(";")[0].strip().lower()
+    if media_type not in SUPPORTED_CONTENT_TYPES:
+        raise UnsupportedContentTypeError(
+            f"unsupported content type {content_type!r}; "
+            f"send one of {', '.join(SUPPORTED_CONTENT_TYPES)}"
+        )
+    body = request_body.encode() if isinstance(request_body, str) else bytes(request_body)
+    if not body:
+        raise InvalidRequestError("the request body is empty")
+    if media_type == JSON_CONTENT_TYPE:
+        body = _image_bytes_from_json(body)
+    if len(body) > MAX_IMAGE_BYTES:
+        raise ImageTooLargeError(
+            f"the image is {len(body)} bytes; the limit is {MAX_IMAGE_BYTES} bytes"
+        )
+    return _decode_image(body)
+
+
+def predict_fn(data: Image.Image, model: LoadedModel) -> Prediction:
+    """Run the evaluation transform and the network; return softmax probabilities."""
+    batch = model.transform(data).unsqueeze(0)
+    with torch.inference_mode():
+        logits = model.network(batch)
+    return Prediction(
+        probabilities=torch.softmax(logits[0], dim=0),
+        labels=model.labels,
+        model_version=model.model_version,
+    )
+
+
+def output_fn(prediction: Prediction, accept: str | None, context: Any = None) -> str:
+    """Serialise the top-k classes as JSON; k comes from the custom attributes `top_k=N`.
+
+    The serving toolkit passes `context` (TorchServe's) to handler functions that take it; its
+    request properties hold the request headers.
+    """
+    media_type = (accept or JSON_CONTENT_TYPE).split(";")[0].strip().lower()
+    if media_type not in (JSON_CONTENT_TYPE, "*/*"):
+        raise UnsupportedAcceptError(f"unsupported accept type {accept!r}; use {JSON_CONTENT_TYPE}")
+    top_k = min(_top_k(_custom_attributes(context)), len(prediction.labels))
+    values, indices = torch.topk(prediction.probabilities, top_k)
+    return json.dumps({
+        "model_version": prediction.model_version,
+        "predictions": [
+            {"label": prediction.labels[i], "index": i, "probability": round(p, 6)}
+            for p, i in zip(values.tolist(), indices.tolist(), strict=True)
+        ],
+    })
+
+
+def _image_bytes_from_json(body: bytes) -> bytes:
+    """`{"image": "<base64>"}` -> the image bytes; anything else is a specific 400."""
+    try:
+        document = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InvalidRequestError(f"the body is not valid JSON: {e}") from e
+    if not isinstance(document, dict) or "image" not in document:
+        raise InvalidRequestError('the JSON body must be an object {"image": "<base64>"}')
+    unknown = sorted(set(document) - {"image"})
+    if unknown:
+        raise InvalidRequestError(f"unknown field(s) in the JSON body: {', '.join(unknown)}")
+    encoded = document["image"]
+    if not isinstance(encoded, str) or not encoded:
+        raise InvalidRequestError('"image" must be a non-empty base64 string')
+    if len(encoded) > MAX_IMAGE_BYTES * 4 // 3 + 4:
+        raise ImageTooLargeError(
+            f"the base64 image is {len(encoded)} characters; the limit is "
+            f"{MAX_IMAGE_BYTES} bytes once decoded"
+        )
+    try:
+        return base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise InvalidRequestError(f'"image" is not valid base64: {e}') from e
+
+
+def _decode_image(data: bytes) -> Image.Image:
+    """Decode fully (truncated files fail here) after checking the pixel count in the header."""
+    try:
+        image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as e:
+        raise ImageTooLargeError(f"the image has too many pixels: {e}") from e
+    except Exception as e:  # PIL raises many types for bytes that are not an image
+        raise InvalidRequestError(f"the body is not a decodable image: {e}") from e
+    width, height = image.size
+    if width * height > MAX_IMAGE_PIXELS:
+        raise ImageTooLargeError(
+            f"the image is {width}x{height} = {width * height} pixels; "
+            f"the limit is {MAX_IMAGE_PIXELS}"
+        )
+    try:
+        image.load()
+        image = ImageOps.exif_transpose(image)
+        return _to_rgb(image)
+    except Exception as e:
+        raise InvalidRequestError(f"the image could not be decoded: {e}") from e
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """16-bit and alpha images need care: a plain convert clips or blackens them."""
+    if image.mode in SIXTEEN_BIT_MODES:
+        scale = 1 / 256 if max(image.getextrema()) > 255 else 1
+        image = image.convert("I").point(lambda v: v * scale).convert("L")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    return image.convert("RGB")
+
+
+def _custom_attributes(context: Any) -> str:
+    """The custom attributes header from a TorchServe-style context, or ''."""
+    try:
+        properties = context.request_processor[0].get_request_properties()
+    except (AttributeError, IndexError, TypeError):
+        return ""
+    for name, value in (properties or {}).items():
+        if name.lower() == CUSTOM_ATTRIBUTES_HEADER.lower():
+            return value.decode() if isinstance(value, bytes) else str(value)
+    return ""
+
+
+def _top_k(custom_attributes: str) -> int:
+    """`top_k=N` among comma- or semicolon-separated attributes; the default otherwise."""
+    for item in custom_attributes.replace(";", ",").split(","):
+        key, _, value = item.partition("=")
+        if key.strip() == "top_k":
+            try:
+                k = int(value)
+            except ValueError as e:
+                raise InvalidRequestError(f"top_k must be an integer, got {value!r}") from e
+            if k < 1:
+                raise InvalidRequestError(f"top_k must be at least 1, got {k}")
+            return k
+    return DEFAULT_TOP_K

@@ -1,0 +1,1 @@
+"""The training entry point (one script for SageMaker, EC2 and local) and its helpers."""

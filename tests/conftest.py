@@ -1,0 +1,66 @@
+"""Fixtures shared by every test area.
+
+`aws_emulator` gives the session one private emulator (a free port, a temporary state dir) and
+points the standard AWS variables at it; `aws_credentials` gives in-process `mock_aws()` tests
+fake credentials. Both make sure a developer's real AWS account is never reached.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from breedops.settings import DEFAULT_REGION
+
+FAKE_ACCOUNT_ID = "123456789012"
+
+
+def _fake_aws_environment(tmp_dir: str) -> dict[str, str]:
+    """Fake credentials and region; config files point nowhere so no profile is ever read."""
+    return {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SECURITY_TOKEN": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": DEFAULT_REGION,
+        "AWS_REGION": DEFAULT_REGION,
+        "AWS_CONFIG_FILE": os.path.join(tmp_dir, "no-aws-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": os.path.join(tmp_dir, "no-aws-credentials"),
+    }
+
+
+def _apply_environment(monkeypatch: pytest.MonkeyPatch, values: dict[str, str]) -> None:
+    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.fixture(scope="session")
+def aws_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A private emulator for the whole session; yields its state (with `.url`, `.port`)."""
+    from breedops.local import emulator
+
+    state = tmp_path_factory.mktemp("emulator-state")
+    service = emulator.emulator_service(port=emulator.free_port())
+    running = emulator.start_service(service, state)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        _apply_environment(monkeypatch, _fake_aws_environment(str(state)))
+        monkeypatch.setenv("AWS_ENDPOINT_URL", running.url)
+        try:
+            yield running
+        finally:
+            emulator.stop_service(service, state)
+
+
+@pytest.fixture
+def aws_credentials(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Fake credentials for in-process `moto.mock_aws()` tests (no endpoint variables)."""
+    _apply_environment(monkeypatch, _fake_aws_environment(str(tmp_path_factory.getbasetemp())))
+    for name in list(os.environ):
+        if name.startswith("AWS_ENDPOINT_URL"):
+            monkeypatch.delenv(name)
