@@ -175,7 +175,7 @@ def start_service(service: Service, state: Path) -> ServiceState:
     state.mkdir(parents=True, exist_ok=True)
     logfile = log_path(service, state)
     with logfile.open("ab") as log_stream:
-        process = subprocess.Popen(  # noqa: S603 - argv comes from our own Service specs
+        process = subprocess.Popen(
             list(service.argv),
             stdin=subprocess.DEVNULL,
             stdout=log_stream,

@@ -197,7 +197,7 @@ def _decode_image(data: bytes) -> Image.Image:
         image = ImageOps.exif_transpose(image)
         return _to_rgb(image)
     except Exception as e:
-        raise InvalidRequestError(f"the image could not be decoded: {e}") from e
+        raise InvalidRequestError(f"the body is not a decodable image (truncated or corrupt: {e})") from e
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

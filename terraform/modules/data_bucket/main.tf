@@ -95,7 +95,11 @@ resource "aws_s3_bucket_lifecycle_configuration" "this" {
   rule {
     id     = "abort-incomplete-multipart-uploads"
     status = "Enabled"
-    filter {}
+    # An explicit empty prefix (the whole bucket) reads back unchanged from S3 and the emulator,
+    # where `filter {}` reads back as prefix "" and the provider waits for the two to match.
+    filter {
+      prefix = ""
+    }
     abort_incomplete_multipart_upload {
       days_after_initiation = var.abort_incomplete_multipart_upload_days
     }
@@ -104,7 +108,9 @@ resource "aws_s3_bucket_lifecycle_configuration" "this" {
   rule {
     id     = "expire-noncurrent-versions"
     status = "Enabled"
-    filter {}
+    filter {
+      prefix = ""
+    }
     noncurrent_version_expiration {
       noncurrent_days = var.noncurrent_version_expiration_days
     }

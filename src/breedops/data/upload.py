@@ -1,0 +1,59 @@
+"""Sync a prepared dataset to `s3://<bucket>/data/<dataset>/`: parallel, skipping unchanged."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from breedops.data.layout import scan_dataset
+
+LOG = logging.getLogger(__name__)
+DEFAULT_WORKERS = 8
+
+
+def _md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
+
+
+def _remote_objects(s3: Any, bucket: str, prefix: str) -> dict[str, tuple[int, str]]:
+    """key -> (size, ETag without quotes) of what is already there."""
+    found = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            found[obj["Key"]] = (obj["Size"], obj["ETag"].strip('"'))
+    return found
+
+
+def _unchanged(path: Path, remote: tuple[int, str] | None) -> bool:
+    if remote is None or remote[0] != path.stat().st_size:
+        return False
+    # A multipart ETag is not an MD5: equal size is the best cheap evidence then.
+    return "-" in remote[1] or remote[1] == _md5(path)
+
+
+def upload_dataset(dataset_dir: Path, bucket: str, dataset: str, s3: Any = None,
+                   workers: int = DEFAULT_WORKERS) -> tuple[int, int]:
+    """Upload the readable images; return (uploaded, skipped as unchanged)."""
+    from tqdm import tqdm
+
+    from breedops.jobs.local_backend import s3_client
+
+    s3 = s3 or s3_client()
+    splits = scan_dataset(dataset_dir)
+    prefix = f"data/{dataset}/"
+    remote = _remote_objects(s3, bucket, prefix)
+    files = [(path, prefix + path.relative_to(dataset_dir).as_posix())
+             for split in splits.values() for path, _ in split.samples]
+    todo = [(path, key) for path, key in files if not _unchanged(path, remote.get(key))]
+    with tqdm(total=len(todo), unit="file", desc=f"upload {dataset}") as bar, \
+            ThreadPoolExecutor(max_workers=workers) as pool:
+        def upload(item: tuple[Path, str]) -> None:
+            s3.upload_file(str(item[0]), bucket, item[1])
+            bar.update(1)
+        list(pool.map(upload, todo))
+    LOG.info("s3://%s/%s: uploaded %d file(s), %d unchanged", bucket, prefix, len(todo),
+             len(files) - len(todo))
+    return len(todo), len(files) - len(todo)

@@ -1,0 +1,1 @@
+"""Training and tuning jobs behind one interface: SageMaker (`aws`) or local processes."""

@@ -1,0 +1,117 @@
+"""`breedops tune` and `breedops train`: jobs on SageMaker (--env aws) or locally."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from typing import Any
+
+from breedops.errors import ConfigurationError
+
+HP_FLAGS = ("lr", "batch_size", "epochs", "arch", "pretrained", "image_size", "hflip", "seed")
+
+
+def terraform_output(env: str, name: str) -> Any:
+    """One output of the env's Terraform root, with a clear error when there is none yet."""
+    try:
+        from breedops.terraform import outputs
+    except ImportError as e:
+        raise ConfigurationError(f"cannot read Terraform outputs ({e}); pass --{name}") from e
+    value = outputs(env).get(name)
+    if not value:
+        raise ConfigurationError(
+            f"Terraform output {name!r} of env {env!r} is empty: run `make tf-apply` first "
+            "(or pass it as a flag)")
+    return value
+
+
+def _bool(value: str) -> bool:
+    from breedops.training.train import str2bool
+    return str2bool(value)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--env", default="local", choices=["local", "aws"],
+                        help="local processes + emulator, or SageMaker (default: local)")
+    parser.add_argument("--bucket", help="data bucket (default: Terraform output bucket_name)")
+    parser.add_argument("--role-arn", help="SageMaker execution role "
+                        "(default: Terraform output sagemaker_execution_role_arn)")
+    parser.add_argument("--dataset", default="digits", help="dataset under data/ (default: digits)")
+    parser.add_argument("--instance-type", default=None, help="SageMaker instance type")
+    parser.add_argument("--instance-count", type=int, default=1, help="instances (DDP when > 1)")
+    parser.add_argument("--spot", type=_bool, default=True, help="managed spot (default: true)")
+    parser.add_argument("--max-run-s", type=int, default=3600, help="max run seconds")
+    parser.add_argument("--max-wait-s", type=int, default=7200,
+                        help="max wait seconds, spot waits included (> max run)")
+    hp = parser.add_argument_group("hyperparameters (defaults: the digits demo)")
+    defaults = _hyperparameter_defaults()
+    for name in HP_FLAGS:
+        kind = type(defaults[name])
+        hp.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None,
+                        type=_bool if kind is bool else kind, help=f"default {defaults[name]}")
+
+
+def _hyperparameter_defaults() -> dict[str, Any]:
+    from breedops.jobs.spec import HyperParameters
+    return {field.name: field.default for field in dataclasses.fields(HyperParameters)}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    tune = subparsers.add_parser("tune", help="hyperparameter tuning job (Bayesian, valid_loss)")
+    _common(tune)
+    tune.add_argument("--max-jobs", type=int, default=4, help="trials (default 4)")
+    tune.add_argument("--max-parallel-jobs", type=int, default=2,
+                      help="trials at a time (default 2)")
+    tune.set_defaults(func=tune_command)
+
+    train = subparsers.add_parser("train", help="training job; records its artifact")
+    _common(train)
+    train.add_argument("--hyperparameters-from-tuning", metavar="TUNING_JOB", default=None,
+                       help="start from this tuning job's best hyperparameters")
+    train.set_defaults(func=train_command)
+
+
+def _request(args: argparse.Namespace, base=None):
+    from breedops.jobs.spec import DEFAULT_INSTANCE_TYPE, HyperParameters, TrainingRequest
+
+    base = base or HyperParameters()
+    overrides = {k: getattr(args, k) for k in HP_FLAGS if getattr(args, k) is not None}
+    local = args.env == "local"
+    return TrainingRequest(
+        bucket=args.bucket or terraform_output(args.env, "bucket_name"),
+        role_arn=args.role_arn or terraform_output(args.env, "sagemaker_execution_role_arn"),
+        dataset=args.dataset,
+        hyperparameters=dataclasses.replace(base, **overrides),
+        instance_type=args.instance_type or ("ml.m5.large" if local else DEFAULT_INSTANCE_TYPE),
+        instance_count=args.instance_count, use_spot=args.spot,
+        max_run_s=args.max_run_s, max_wait_s=args.max_wait_s,
+    )
+
+
+def tune_command(args: argparse.Namespace) -> int:
+    from breedops.jobs import workflow
+    from breedops.jobs.spec import TuningRequest
+
+    request = TuningRequest(training=_request(args), max_jobs=args.max_jobs,
+                            max_parallel_jobs=args.max_parallel_jobs)
+    backend = workflow.get_backend(args.env)
+    result = workflow.tune(args.env, backend, request)
+    print(f"tuning job {result.tuning_job_name}: best {result.best.job_name} "
+          f"(valid_loss={result.objective_value:.4f}) "
+          f"{result.best.hyperparameters.as_strings()}")
+    return 0
+
+
+def train_command(args: argparse.Namespace) -> int:
+    from breedops.jobs import workflow
+
+    backend = workflow.get_backend(args.env)
+    base = None
+    if args.hyperparameters_from_tuning:
+        base = workflow.tuned_hyperparameters(backend, args.hyperparameters_from_tuning)
+    result = workflow.train(args.env, backend, _request(args, base),
+                            tuning_job_name=args.hyperparameters_from_tuning)
+    metrics = " ".join(f"{k}={v:.4f}" for k, v in sorted(result.metrics.items())
+                       if k.startswith("test_"))
+    print(f"training job {result.job_name}: {result.model_data_url} {metrics}")
+    return 0

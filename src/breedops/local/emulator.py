@@ -1,0 +1,152 @@
+"""The local services behind `breedops local up|down|status`: the emulator and local hosting.
+
+The emulator (moto server, our extensions, a persistent journal) is always started; the local
+SageMaker hosting server is started too when `breedops.serving.hosting` is installed. `up` writes
+`.local/env` with the standard AWS variables that point every client at them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import sys
+from pathlib import Path
+
+from breedops.errors import ConfigurationError
+from breedops.local.journal import HEALTH_PATH
+from breedops.local.services import (
+    Service,
+    ServiceState,
+    free_port,
+    service_status,
+    start_service,
+    stop_service,
+    write_atomically,
+)
+from breedops.settings import DEFAULT_REGION, state_dir
+
+__all__ = [
+    "ENV_FILE_NAME",
+    "down",
+    "emulator_service",
+    "environment",
+    "free_port",
+    "hosting_service",
+    "services",
+    "start_service",
+    "status",
+    "stop_service",
+    "up",
+]
+
+log = logging.getLogger(__name__)
+
+EMULATOR_PORT_VARIABLE = "BREEDOPS_EMULATOR_PORT"
+HOSTING_PORT_VARIABLE = "BREEDOPS_HOSTING_PORT"
+DEFAULT_EMULATOR_PORT = 5566
+DEFAULT_HOSTING_PORT = 5567
+HOSTING_MODULE = "breedops.serving.hosting"
+ENV_FILE_NAME = "env"
+FAKE_ACCESS_KEY = "testing"
+
+
+def _port_from_environment(variable: str, default: int) -> int:
+    raw = os.environ.get(variable, str(default))
+    try:
+        port = int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{variable}={raw!r} is not a port number") from None
+    if not 1 <= port <= 65535:
+        raise ConfigurationError(f"{variable}={port} is outside the port range 1-65535")
+    return port
+
+
+def emulator_service(port: int | None = None, state: Path | None = None) -> Service:
+    """The moto server with our extensions; its journal lives under `state` when given."""
+    port = port or _port_from_environment(EMULATOR_PORT_VARIABLE, DEFAULT_EMULATOR_PORT)
+    argv = [sys.executable, "-m", "breedops.local.server", "--port", str(port)]
+    if state is not None:
+        argv += ["--state-dir", str(state / "emulator")]
+    return Service(name="emulator", argv=argv, port=port, health_path=HEALTH_PATH)
+
+
+def hosting_service(port: int | None = None) -> Service | None:
+    """Local SageMaker hosting, or None while its module does not exist."""
+    if importlib.util.find_spec(HOSTING_MODULE.rsplit(".", 1)[0]) is None or (
+        importlib.util.find_spec(HOSTING_MODULE) is None
+    ):
+        return None
+    port = port or _port_from_environment(HOSTING_PORT_VARIABLE, DEFAULT_HOSTING_PORT)
+    argv = [sys.executable, "-m", HOSTING_MODULE, "--host", "127.0.0.1", "--port", str(port)]
+    return Service(name="hosting", argv=argv, port=port, health_path="/ping")
+
+
+def services(state: Path) -> list[Service]:
+    """The services `up` starts, in start order."""
+    found = [emulator_service(state=state)]
+    hosting = hosting_service()
+    if hosting is None:
+        log.info("local hosting not started: %s is not installed yet", HOSTING_MODULE)
+    else:
+        found.append(hosting)
+    return found
+
+
+def environment(emulator_url: str, hosting_url: str) -> dict[str, str]:
+    """The variables that point boto3, the AWS CLI, the SDKs and Terraform at the emulator."""
+    return {
+        "AWS_ENDPOINT_URL": emulator_url,
+        "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": hosting_url,
+        "AWS_ACCESS_KEY_ID": FAKE_ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": FAKE_ACCESS_KEY,
+        "AWS_DEFAULT_REGION": DEFAULT_REGION,
+        "AWS_REGION": DEFAULT_REGION,
+    }
+
+
+def write_env_file(state: Path, variables: dict[str, str]) -> Path:
+    path = state / ENV_FILE_NAME
+    lines = ["# Written by `breedops local up`: source it to point AWS clients at the emulator."]
+    lines += [f"export {name}={value}" for name, value in variables.items()]
+    write_atomically(path, "\n".join(lines) + "\n")
+    return path
+
+
+def up(state: Path | None = None) -> list[ServiceState]:
+    """Start every local service (a no-op for those already running) and write `.local/env`."""
+    state = state or state_dir()
+    started = [start_service(service, state) for service in services(state)]
+    emulator = started[0]
+    hosting_port = _port_from_environment(HOSTING_PORT_VARIABLE, DEFAULT_HOSTING_PORT)
+    hosting_url = next(
+        (s.url for s in started if s.name == "hosting"), f"http://127.0.0.1:{hosting_port}"
+    )
+    env_file = write_env_file(state, environment(emulator.url, hosting_url))
+    log.info("wrote %s", env_file)
+    return started
+
+
+def down(state: Path | None = None) -> list[str]:
+    """Stop every local service, hosting first; the emulator's journal stays for the next up."""
+    state = state or state_dir()
+    stopped = []
+    for service in reversed(_known_services(state)):
+        if stop_service(service, state):
+            stopped.append(service.name)
+    return stopped
+
+
+def status(state: Path | None = None) -> list[ServiceState]:
+    """Running or stopped, pid, url and log of every local service."""
+    state = state or state_dir()
+    return [service_status(service, state) for service in _known_services(state)]
+
+
+def _known_services(state: Path) -> list[Service]:
+    """Every service that may run, found or not: `down` must stop a hosting started earlier."""
+    hosting_port = _port_from_environment(HOSTING_PORT_VARIABLE, DEFAULT_HOSTING_PORT)
+    hosting = hosting_service() or Service(
+        name="hosting", argv=[], port=hosting_port, health_path="/ping"
+    )
+    return [emulator_service(state=state), hosting]

@@ -1,0 +1,227 @@
+"""Persistence for the emulator: a journal of the requests that changed state, replayed at start.
+
+Every request that may change state is recorded (after it succeeded) with its headers and body;
+bodies above `INLINE_BODY_LIMIT` go to files of their own so the journal stays small to parse.
+Before each such request moto's random source is seeded from the request's journal position, so
+a replay in a fresh process gives every resource the id it had (KMS key ids, EC2 ids, revision
+ids), whatever reads or failed requests came between. Timestamps are the replay's, not the
+original's.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import logging
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+from moto.core.base_backend import AccountSpecificBackend
+from moto.moto_api._internal import mock_random
+from werkzeug.test import EnvironBuilder
+from werkzeug.wrappers import Request
+
+log = logging.getLogger(__name__)
+
+INLINE_BODY_LIMIT = 64 * 1024
+SEED_BASE = 1_000_003
+HEALTH_PATH = "/_breedops/health"  # bucket names cannot start with "_": no clash with S3
+MOTO_RESET_PATH = "/moto-api/reset"
+# Actions that only read: not journaled. Anything else is (a spare entry costs little).
+READ_ONLY_ACTION_PREFIXES = (
+    "Describe", "List", "Get", "Head", "Search", "BatchGet", "Query", "Scan", "Simulate",
+    "Lookup", "Decrypt", "Encrypt", "Verify", "Validate", "Estimate", "Preview",
+)
+UNREPLAYED_HEADERS = {"content-length", "transfer-encoding"}
+
+WsgiApp = Callable[[dict, Callable], Iterable[bytes]]
+
+
+def request_action(method: str, headers: dict[str, str], query: str, body: bytes) -> str | None:
+    """The AWS action of a query- or JSON-protocol request; None for REST protocols."""
+    target = headers.get("X-Amz-Target") or headers.get("x-amz-target")
+    if target:
+        return target.rsplit(".", 1)[-1]
+    actions = parse_qs(query).get("Action")
+    if not actions and method == "POST" and "form-urlencoded" in headers.get("Content-Type", ""):
+        actions = parse_qs(body.decode("utf-8", errors="replace")).get("Action")
+    return actions[0] if actions else None
+
+
+def may_change_state(method: str, path: str, headers: dict[str, str], query: str, body: bytes) -> bool:
+    """Whether a request could change emulator state, judged from its method and action."""
+    if method in ("GET", "HEAD", "OPTIONS") or path.startswith("/moto-api/"):
+        return False
+    action = request_action(method, headers, query, body)
+    return not (action and action.startswith(READ_ONLY_ACTION_PREFIXES))
+
+
+def make_backend_creation_deterministic() -> None:
+    """Seed moto's random source per (service, account, region) while a backend is created.
+
+    moto creates a region's backend, with default resources such as EC2's default VPC and
+    security group, on first use, which may be a read that the journal does not hold; seeding
+    the creation itself gives those resources the same ids whenever it happens.
+    """
+    original = AccountSpecificBackend.__getitem__
+    if getattr(original, "__wrapped__", None) is not None:
+        return
+
+    def __getitem__(self: AccountSpecificBackend, region_name: str) -> Any:
+        if region_name in self.keys():
+            return original(self, region_name)
+        outer_state = mock_random.getstate()
+        key = f"{self.service_name}/{self.account_id}/{region_name}".encode()
+        mock_random.seed(zlib.crc32(key))
+        try:
+            return original(self, region_name)
+        finally:
+            mock_random.setstate(outer_state)
+
+    __getitem__.__wrapped__ = original  # type: ignore[attr-defined]
+    AccountSpecificBackend.__getitem__ = __getitem__  # type: ignore[method-assign]
+
+
+class Journal:
+    """An append-only file of state-changing requests, with large bodies stored beside it."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.path = directory / "journal.jsonl"
+        self.bodies = directory / "bodies"
+        self.bodies.mkdir(parents=True, exist_ok=True)
+        self.next_seq = sum(1 for _ in self._lines())
+
+    def _lines(self) -> Iterable[str]:
+        if not self.path.exists():
+            return []
+        with self.path.open(encoding="utf-8") as f:
+            return [line for line in f if line.strip()]
+
+    def seed_for(self, seq: int) -> int:
+        return SEED_BASE + seq
+
+    def append(self, method: str, raw_uri: str, headers: dict[str, str], body: bytes) -> None:
+        seq = self.next_seq
+        entry: dict[str, Any] = {
+            "seq": seq,
+            "method": method,
+            "uri": raw_uri,
+            "headers": {k: v for k, v in headers.items() if k.lower() not in UNREPLAYED_HEADERS},
+        }
+        if len(body) > INLINE_BODY_LIMIT:
+            name = f"{seq:08d}.bin"
+            (self.bodies / name).write_bytes(body)
+            entry["body_file"] = name
+        else:
+            entry["body"] = base64.b64encode(body).decode("ascii")
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(entry) + "\n")
+        self.next_seq = seq + 1
+
+    def entries(self) -> Iterable[tuple[dict[str, Any], bytes]]:
+        for line in self._lines():
+            entry = json.loads(line)
+            if "body_file" in entry:
+                body = (self.bodies / entry["body_file"]).read_bytes()
+            else:
+                body = base64.b64decode(entry.get("body", ""))
+            yield entry, body
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
+        for blob in self.bodies.iterdir():
+            blob.unlink()
+        self.next_seq = 0
+
+
+class JournalingApp:
+    """WSGI middleware: serves the health check, journals state changes, replays the journal.
+
+    Requests are handled one at a time: the journal's order is then the order in which state
+    changed, and each request's ids come from its own seed.
+    """
+
+    def __init__(self, app: WsgiApp, journal: Journal | None) -> None:
+        self.app = app
+        self.journal = journal
+        self._lock = threading.Lock()
+        self.replayed = 0
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == HEALTH_PATH:
+            body = json.dumps({"status": "ok", "replayed": self.replayed}).encode()
+            start_response("200 OK", [("Content-Type", "application/json")])
+            return [body]
+        with self._lock:
+            return self._handle(environ, start_response)
+
+    def _handle(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        request = Request(environ)
+        body = request.get_data(cache=True)
+        # The app reads the body again from a fresh stream of known length.
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+        environ.pop("HTTP_TRANSFER_ENCODING", None)
+        method, path = request.method, request.path
+        headers = dict(request.headers)
+        query = environ.get("QUERY_STRING", "")
+        journaled = self.journal is not None and may_change_state(
+            method, path, headers, query, body
+        )
+        if journaled:
+            mock_random.seed(self.journal.seed_for(self.journal.next_seq))
+        status: list[int] = []
+
+        def capture(status_line: str, response_headers: list, exc_info: Any = None) -> Any:
+            status.append(int(status_line.split(" ", 1)[0]))
+            return start_response(status_line, response_headers, exc_info)
+
+        chunks = list(self.app(environ, capture))
+        if self.journal is not None and path == MOTO_RESET_PATH and status[0] < 400:
+            self.journal.clear()
+        elif journaled and status and status[0] < 400:
+            raw_uri = path + (f"?{query}" if query else "")
+            self.journal.append(method, raw_uri, headers, body)
+        return chunks
+
+    def replay(self) -> int:
+        """Re-apply the journal to fresh backends, with the seeds of the original requests."""
+        if self.journal is None:
+            return 0
+        started = time.monotonic()
+        count = failures = 0
+        for entry, body in self.journal.entries():
+            mock_random.seed(self.journal.seed_for(entry["seq"]))
+            path, _, query = entry["uri"].partition("?")
+            builder = EnvironBuilder(
+                path=path, query_string=query, method=entry["method"],
+                headers=entry["headers"], data=body,
+            )
+            try:
+                status = _status_of(self.app, builder.get_environ())
+            finally:
+                builder.close()
+            count += 1
+            if not status.startswith(("2", "3")):
+                failures += 1
+                log.warning("replay of %s %s answered %s", entry["method"], path, status)
+        self.replayed = count
+        log.info(
+            "replayed %d journaled requests (%d failed) in %.2f s",
+            count, failures, time.monotonic() - started,
+        )
+        return count
+
+
+def _status_of(app: WsgiApp, environ: dict) -> str:
+    """Run one request through a WSGI app and return its status line."""
+    status: list[str] = []
+    list(app(environ, lambda line, headers, exc_info=None: status.append(line)))
+    return status[0] if status else "no response"

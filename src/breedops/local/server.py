@@ -1,0 +1,62 @@
+"""The emulator process: moto's server with our extensions and a persistent journal.
+
+Run as `python -m breedops.local.server --port N --state-dir DIR`; `breedops local up` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("breedops.local.server")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: localhost)")
+    parser.add_argument("--port", type=int, required=True, help="TCP port to listen on")
+    parser.add_argument(
+        "--state-dir", type=Path, default=None,
+        help="directory of the persistent journal; without it, state lives in memory only",
+    )
+    return parser.parse_args(argv)
+
+
+def _exit_on_signal(signum: int, frame: Any) -> None:
+    sys.exit(0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # moto reads its settings at import time, so the imports come after argument parsing.
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import run_simple
+
+    from breedops.local import moto_extensions
+    from breedops.local.journal import Journal, JournalingApp, make_backend_creation_deterministic
+
+    moto_extensions.apply()
+    make_backend_creation_deterministic()
+    journal = Journal(args.state_dir / "journal") if args.state_dir else None
+    app = JournalingApp(DomainDispatcherApplication(create_backend_app), journal)
+    app.replay()  # before binding: the port answers only once the state is back
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    signal.signal(signal.SIGINT, _exit_on_signal)
+    log.info("emulator listening on http://%s:%d", args.host, args.port)
+    run_simple(
+        args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Serving: the inference handler, local SageMaker hosting, the Lambda package and runner."""

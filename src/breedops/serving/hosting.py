@@ -1,0 +1,432 @@
+"""Local SageMaker hosting: the SageMaker Runtime `InvokeEndpoint` protocol over local workers.
+
+`POST /endpoints/<name>/invocations` resolves endpoint -> endpoint configuration -> model ->
+model data URL through the SageMaker API of the emulator, downloads and extracts the
+model.tar.gz, and serves it with as many worker processes as the variant's instance count,
+each loading the tarball's own `code/inference.py`. The endpoint is re-resolved after a short
+TTL, so `update_endpoint` takes effect without a restart. Errors have the shapes botocore
+parses (`x-amzn-ErrorType`, `ValidationError`, `ModelError` with the container's status).
+
+With `--model-dir DIR` it serves the container contract instead: `GET /ping` and
+`POST /invocations` for one extracted model directory.
+
+The HTTP layer is the standard library's `ThreadingHTTPServer`: the server only relays bytes to
+worker processes, so a framework would add a dependency and latency without removing code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import queue
+import re
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from breedops.errors import BreedopsError
+from breedops.settings import DEFAULT_REGION, state_dir
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PORT = int(os.environ.get("BREEDOPS_HOSTING_PORT", 5567))
+# How long a resolved endpoint is trusted before the emulator is asked again.
+RESOLVE_TTL_SECONDS = float(os.environ.get("BREEDOPS_HOSTING_TTL_SECONDS", 2.0))
+# A local machine has few cores: more workers than this only thrash.
+MAX_WORKERS = int(os.environ.get("BREEDOPS_HOSTING_MAX_WORKERS", 8))
+MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # InvokeEndpoint's request limit
+INVOCATIONS_PATH = re.compile(r"^/endpoints/(?P<name>[^/]+)/invocations$")
+WORKER_SCRIPT = Path(__file__).with_name("model_worker.py")
+FORWARDED_HEADERS = ("X-Amzn-SageMaker-Custom-Attributes",)
+
+
+class HostingError(BreedopsError):
+    """Local hosting cannot serve a model (bad tarball, unreachable emulator)."""
+
+
+class RuntimeApiError(Exception):
+    """An error answered in the SageMaker Runtime wire format."""
+
+    def __init__(self, status: int, error_type: str, message: str, **fields: Any) -> None:
+        super().__init__(message)
+        self.status, self.error_type, self.fields = status, error_type, fields
+
+    def body(self) -> bytes:
+        return json.dumps({"__type": self.error_type, "message": str(self), **self.fields}).encode()
+
+
+@dataclass(frozen=True)
+class WorkerReply:
+    status: int
+    body: bytes
+
+
+class ModelWorker:
+    """One `model_worker.py` process; it answers one request at a time."""
+
+    def __init__(self, model_dir: Path, threads: int) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-P", str(WORKER_SCRIPT), str(model_dir), str(threads)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        )
+        ready = self._read_frame()
+        if ready is None or not ready[0].get("ready"):
+            self.close()
+            raise HostingError(f"the model in {model_dir} failed to load (see the worker log)")
+
+    def invoke(self, header: dict[str, Any], body: bytes) -> WorkerReply:
+        assert self.process.stdin is not None
+        try:
+            self.process.stdin.write(
+                json.dumps({**header, "length": len(body)}).encode() + b"\n" + body
+            )
+            self.process.stdin.flush()
+        except (BrokenPipeError, OSError):
+            return WorkerReply(500, b'{"error": "WorkerDied", "message": "the worker exited"}')
+        frame = self._read_frame()
+        if frame is None:
+            return WorkerReply(500, b'{"error": "WorkerDied", "message": "the worker exited"}')
+        return WorkerReply(int(frame[0]["status"]), frame[1])
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def close(self) -> None:
+        if self.process.stdin:
+            self.process.stdin.close()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        if self.process.stdout:
+            self.process.stdout.close()
+
+    def _read_frame(self) -> tuple[dict[str, Any], bytes] | None:
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line:
+            return None
+        header = json.loads(line)
+        return header, self.process.stdout.read(int(header.get("length", 0)))
+
+
+class WorkerPool:
+    """`size` workers for one model directory; a request waits for an idle one."""
+
+    def __init__(self, model_dir: Path, size: int) -> None:
+        self.model_dir, self.size = model_dir, size
+        threads = max(1, (os.cpu_count() or 1) // size)
+        self._threads = threads
+        self._idle: queue.Queue[ModelWorker] = queue.Queue()
+        self._retired = False
+        for _ in range(size):
+            self._idle.put(ModelWorker(model_dir, threads))
+        logger.info("serving %s with %d worker(s)", model_dir, size)
+
+    def invoke(self, header: dict[str, Any], body: bytes) -> WorkerReply:
+        worker = self._idle.get()
+        try:
+            return worker.invoke(header, body)
+        finally:
+            self._give_back(worker)
+
+    def retire(self) -> None:
+        """Stop idle workers now and busy ones when they finish their request."""
+        self._retired = True
+        while True:
+            try:
+                self._idle.get_nowait().close()
+            except queue.Empty:
+                return
+
+    def _give_back(self, worker: ModelWorker) -> None:
+        if self._retired:
+            worker.close()
+            return
+        if not worker.alive():  # a crashed worker is replaced, as the model server would
+            logger.warning("a worker of %s died; starting a new one", self.model_dir)
+            worker = ModelWorker(self.model_dir, self._threads)
+        self._idle.put(worker)
+
+
+@dataclass(frozen=True)
+class EndpointTarget:
+    """What an endpoint resolves to right now."""
+
+    endpoint_name: str
+    config_name: str
+    variant_name: str
+    model_data_url: str
+    instance_count: int
+
+
+class EndpointRegistry:
+    """Resolves endpoints through the emulator and keeps one worker pool per live target."""
+
+    def __init__(self, cache_dir: Path) -> None:
+        import boto3
+
+        region = os.environ.get("AWS_DEFAULT_REGION", DEFAULT_REGION)
+        self._sagemaker = boto3.client("sagemaker", region_name=region)
+        self._s3 = boto3.client("s3", region_name=region)
+        self._sts = boto3.client("sts", region_name=region)
+        self._cache_dir = cache_dir
+        self._lock = threading.Lock()
+        self._resolved: dict[str, tuple[float, EndpointTarget]] = {}
+        self._pools: dict[str, tuple[EndpointTarget, WorkerPool]] = {}
+        self._account_id: str | None = None
+
+    def pool_for(self, endpoint_name: str) -> tuple[EndpointTarget, WorkerPool]:
+        """The pool serving `endpoint_name`, replacing it when the endpoint changed."""
+        target = self._resolve(endpoint_name)
+        with self._lock:
+            current = self._pools.get(endpoint_name)
+            if current and current[0] == target:
+                return current
+            model_dir = self._extract(target.model_data_url)
+            pool = WorkerPool(model_dir, min(target.instance_count, MAX_WORKERS))
+            self._pools[endpoint_name] = (target, pool)
+        if current:
+            logger.info("endpoint %s changed to %s; retiring the old workers",
+                        endpoint_name, target.config_name)
+            current[1].retire()
+        return target, pool
+
+    def close(self) -> None:
+        with self._lock:
+            for _, pool in self._pools.values():
+                pool.retire()
+            self._pools.clear()
+
+    def account_id(self) -> str:
+        if self._account_id is None:
+            self._account_id = self._sts.get_caller_identity()["Account"]
+        return self._account_id
+
+    def _resolve(self, endpoint_name: str) -> EndpointTarget:
+        from botocore.exceptions import ClientError
+
+        cached = self._resolved.get(endpoint_name)
+        if cached and cached[0] > time.monotonic():
+            return cached[1]
+        try:
+            endpoint = self._sagemaker.describe_endpoint(EndpointName=endpoint_name)
+        except ClientError as e:
+            if e.response["Error"]["Code"] in ("ValidationException", "ValidationError"):
+                raise RuntimeApiError(
+                    400, "ValidationError",
+                    f"Endpoint {endpoint_name} of account {self.account_id()} not found.",
+                ) from e
+            raise
+        config = self._sagemaker.describe_endpoint_config(
+            EndpointConfigName=endpoint["EndpointConfigName"]
+        )
+        variant = config["ProductionVariants"][0]
+        model = self._sagemaker.describe_model(ModelName=variant["ModelName"])
+        container = model.get("PrimaryContainer") or model["Containers"][0]
+        live = {v["VariantName"]: v for v in endpoint.get("ProductionVariants", [])}
+        count = live.get(variant["VariantName"], {}).get(
+            "CurrentInstanceCount", variant.get("InitialInstanceCount", 1)
+        )
+        target = EndpointTarget(
+            endpoint_name=endpoint_name,
+            config_name=endpoint["EndpointConfigName"],
+            variant_name=variant["VariantName"],
+            model_data_url=container["ModelDataUrl"],
+            instance_count=max(1, int(count)),
+        )
+        self._resolved[endpoint_name] = (time.monotonic() + RESOLVE_TTL_SECONDS, target)
+        return target
+
+    def _extract(self, model_data_url: str) -> Path:
+        """Download and unpack model.tar.gz once per object version (keyed by its ETag)."""
+        parsed = urlparse(model_data_url)
+        if parsed.scheme != "s3":
+            raise HostingError(f"the model data URL {model_data_url} is not an s3:// URL")
+        bucket, key = parsed.netloc, parsed.path.lstrip("/")
+        etag = self._s3.head_object(Bucket=bucket, Key=key)["ETag"]
+        digest = hashlib.sha256(f"{model_data_url}|{etag}".encode()).hexdigest()[:16]
+        target = self._cache_dir / digest
+        if (target / ".complete").exists():
+            return target
+        partial = self._cache_dir / f"{digest}.partial-{uuid.uuid4().hex[:8]}"
+        partial.mkdir(parents=True)
+        archive = partial / "model.tar.gz"
+        self._s3.download_file(bucket, key, str(archive))
+        with tarfile.open(archive) as tar:
+            tar.extractall(partial, filter="data")  # refuses absolute paths and links out
+        archive.unlink()
+        (partial / ".complete").touch()
+        if target.exists():  # another thread finished first
+            return target
+        partial.rename(target)
+        return target
+
+
+class RuntimeHandler(BaseHTTPRequestHandler):
+    """HTTP front: the Runtime API (`registry` set) or the container contract (`pool` set)."""
+
+    server: HostingServer
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        if self.path == "/ping":
+            self._send(200, b"", "text/plain")
+        else:
+            self._send_error(RuntimeApiError(404, "UnknownOperationException", "Unknown path"))
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        match = INVOCATIONS_PATH.match(self.path.split("?")[0])
+        try:
+            if match and self.server.registry is not None:
+                self._invoke_endpoint(match["name"], body)
+            elif self.path == "/invocations" and self.server.pool is not None:
+                reply = self.server.pool.invoke(self._worker_header(), body)
+                self._send(reply.status, reply.body, "application/json")
+            else:
+                raise RuntimeApiError(404, "UnknownOperationException", "Unknown path")
+        except RuntimeApiError as e:
+            self._send_error(e)
+        except Exception as e:  # the server stays up whatever a request does
+            logger.exception("request failed")
+            self._send_error(RuntimeApiError(500, "InternalFailure", f"internal failure: {e}"))
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base signature)
+        logger.debug("%s %s", self.address_string(), format % args)
+
+    def _invoke_endpoint(self, endpoint_name: str, body: bytes) -> None:
+        if len(body) > MAX_PAYLOAD_BYTES:
+            raise RuntimeApiError(
+                413, "ValidationError",
+                f"Request payload is {len(body)} bytes; the limit is {MAX_PAYLOAD_BYTES} bytes.",
+            )
+        registry = self.server.registry
+        assert registry is not None
+        try:
+            target, pool = registry.pool_for(endpoint_name)
+        except HostingError as e:
+            raise RuntimeApiError(503, "ServiceUnavailable", str(e)) from e
+        reply = pool.invoke(self._worker_header(), body)
+        if reply.status != 200:
+            raise _model_error(target, registry.account_id(), reply)
+        self._send(200, reply.body, "application/json", {
+            "x-Amzn-Invoked-Production-Variant": target.variant_name,
+        })
+
+    def _worker_header(self) -> dict[str, Any]:
+        return {
+            "content_type": self.headers.get("Content-Type"),
+            "accept": self.headers.get("Accept"),
+            "headers": {h: self.headers[h] for h in FORWARDED_HEADERS if h in self.headers},
+        }
+
+    def _send_error(self, error: RuntimeApiError) -> None:
+        self._send(error.status, error.body(), "application/json",
+                   {"x-amzn-ErrorType": error.error_type})
+
+    def _send(self, status: int, body: bytes, content_type: str,
+              headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def _model_error(target: EndpointTarget, account_id: str, reply: WorkerReply) -> RuntimeApiError:
+    """A container error wrapped as SageMaker does: 424 ModelError with the original answer."""
+    kind = "client" if reply.status < 500 else "server"
+    original = reply.body.decode(errors="replace")
+    log_group = f"/aws/sagemaker/Endpoints/{target.endpoint_name}"
+    return RuntimeApiError(
+        424, "ModelError",
+        f"Received {kind} error ({reply.status}) from primary with message \"{original}\". "
+        f"See the log group {log_group} in account {account_id} for more information.",
+        OriginalStatusCode=reply.status,
+        OriginalMessage=original,
+        LogStreamArn=(f"arn:aws:logs:{DEFAULT_REGION}:{account_id}:log-group:{log_group}"),
+    )
+
+
+class HostingServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], *, registry: EndpointRegistry | None = None,
+                 pool: WorkerPool | None = None) -> None:
+        super().__init__(address, RuntimeHandler)
+        self.registry, self.pool = registry, pool
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up (a timeout, a retry) is routine, not a server error.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            logger.debug("client %s disconnected", client_address)
+        else:
+            super().handle_error(request, client_address)
+
+    def server_close(self) -> None:
+        super().server_close()
+        if self.registry:
+            self.registry.close()
+        if self.pool:
+            self.pool.retire()
+
+
+def build_server(host: str, port: int, model_dir: Path | None = None,
+                 workers: int = 1) -> HostingServer:
+    """The Runtime API server, or the container contract for `model_dir`."""
+    if model_dir is not None:
+        if not (model_dir / "code" / "inference.py").is_file():
+            raise HostingError(f"{model_dir} has no code/inference.py: not an extracted model")
+        return HostingServer((host, port), pool=WorkerPool(model_dir, workers))
+    return HostingServer((host, port), registry=EndpointRegistry(state_dir() / "hosting"))
+
+
+def serve(host: str, port: int, model_dir: Path | None = None, workers: int = 1) -> None:
+    """Serve in the foreground until interrupted."""
+    server = build_server(host, port, model_dir, workers)
+    logger.info("local hosting on http://%s:%d", host, server.server_address[1])
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default: 5567)")
+    parser.add_argument("--model-dir", type=Path, default=None,
+                        help="serve one extracted model directory (container contract)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="worker processes with --model-dir (default: 1)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        serve(args.host, args.port, args.model_dir, args.workers)
+    except BreedopsError as e:
+        print(f"breedops hosting: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

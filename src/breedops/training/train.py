@@ -1,0 +1,419 @@
+"""The training entry point: one script for SageMaker, EC2 and local jobs.
+
+Hyperparameters are flags; paths default from the SageMaker training container's `SM_*`
+variables and fall back to flags. Run it as `python -m breedops.training.train --data-dir D
+--model-dir M ...`, under torchrun for several processes, or as a SageMaker entry point.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import random
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+LOG = logging.getLogger("breedops.training")
+
+CHECKPOINT_FILE = "checkpoint.pt"
+# SIGTERM's conventional exit status: the job was stopped, not finished or failed.
+EXIT_STOPPED = 128 + signal.SIGTERM
+EXIT_USAGE = 2
+
+
+def str2bool(value: str) -> bool:
+    """A typed boolean for argparse: true/false, yes/no, 1/0."""
+    lowered = str(value).strip().lower()
+    if lowered in ("true", "yes", "1"):
+        return True
+    if lowered in ("false", "no", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected a boolean (true/false), got {value!r}")
+
+
+def positive(kind: type):
+    """An argparse type that accepts only values > 0 of `kind`."""
+    def parse(value: str):
+        try:
+            number = kind(value)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {value!r}") from e
+        if not number > 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+        return number
+    parse.__name__ = f"positive {kind.__name__}"
+    return parse
+
+
+def _env_path(name: str, fallback: str | None = None) -> str | None:
+    return os.environ.get(name, fallback)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Every flag has a default and help (SageMaker passes hyperparameters as flags)."""
+    from breedops.modeling.architectures import ARCHITECTURES
+
+    p = argparse.ArgumentParser(description="Train an image classifier on class folders.")
+    hp = p.add_argument_group("hyperparameters")
+    hp.add_argument("--lr", type=positive(float), default=3e-3, help="peak learning rate")
+    hp.add_argument("--batch-size", type=positive(int), default=64, help="per-process batch")
+    hp.add_argument("--epochs", type=positive(int), default=6, help="passes over the data")
+    hp.add_argument("--arch", choices=ARCHITECTURES, default="resnet18", help="torchvision model")
+    hp.add_argument("--pretrained", type=str2bool, default=False,
+                    help="start from ImageNet weights (needs the weights to be reachable)")
+    hp.add_argument("--image-size", type=positive(int), default=32, help="input side in pixels")
+    hp.add_argument("--hflip", type=str2bool, default=False,
+                    help="random horizontal flips (good for photographs, not for digits)")
+    hp.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay")
+    hp.add_argument("--seed", type=int, default=0, help="seed for weights, order, augmentation")
+    hp.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    hp.add_argument("--threads", type=int, default=0,
+                    help="torch CPU threads per process (0: torch's default)")
+    paths = p.add_argument_group("paths (default from SM_* variables)")
+    paths.add_argument("--data-dir", default=None,
+                       help="a folder with train/ valid/ test/ (when channels are not set)")
+    for split in ("train", "valid", "test"):
+        paths.add_argument(f"--{split}", default=_env_path(f"SM_CHANNEL_{split.upper()}"),
+                           help=f"the {split} class folders (default: $SM_CHANNEL_{split.upper()})")
+    paths.add_argument("--model-dir", default=_env_path("SM_MODEL_DIR"),
+                       help="where model.pth, labels.json and code/ go (default: $SM_MODEL_DIR)")
+    paths.add_argument("--output-data-dir", default=_env_path("SM_OUTPUT_DATA_DIR"),
+                       help="metrics.json and plots (default: $SM_OUTPUT_DATA_DIR)")
+    paths.add_argument("--checkpoint-dir", default=None,
+                       help="per-epoch checkpoints, resumed from when present "
+                            "(default: /opt/ml/checkpoints on SageMaker, else none)")
+    paths.add_argument("--model-version",
+                       default=os.environ.get("TRAINING_JOB_NAME") or time.strftime(
+                           "local-%Y%m%d-%H%M%S"),
+                       help="the version the endpoint reports (default: the job name)")
+    return p
+
+
+@dataclass
+class Config:
+    """Parsed and resolved arguments."""
+
+    args: argparse.Namespace
+    train_dir: Path
+    valid_dir: Path
+    test_dir: Path
+    model_dir: Path
+    output_dir: Path
+    checkpoint_dir: Path | None
+
+
+def resolve_paths(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Config:
+    """Channels from flags or SM_* variables, else `--data-dir/<split>`; a clear usage error."""
+    dirs = {}
+    for split in ("train", "valid", "test"):
+        value = getattr(args, split) or (args.data_dir and str(Path(args.data_dir) / split))
+        if not value:
+            parser.error(f"no {split} data: pass --{split}, --data-dir or set "
+                         f"SM_CHANNEL_{split.upper()}")
+        dirs[split] = Path(value)
+    if not args.model_dir:
+        parser.error("no model directory: pass --model-dir or set SM_MODEL_DIR")
+    checkpoint = args.checkpoint_dir
+    if checkpoint is None and "SM_MODEL_DIR" in os.environ and Path("/opt/ml").is_dir():
+        checkpoint = "/opt/ml/checkpoints"
+    model_dir = Path(args.model_dir)
+    return Config(
+        args=args, train_dir=dirs["train"], valid_dir=dirs["valid"], test_dir=dirs["test"],
+        model_dir=model_dir,
+        output_dir=(Path(args.output_data_dir) if args.output_data_dir
+                    else model_dir.with_name(model_dir.name + "-output")),
+        checkpoint_dir=Path(checkpoint) if checkpoint else None,
+    )
+
+
+class StopRequest:
+    """Remembers a SIGTERM (spot interruption, StopTrainingJob) so training stops cleanly."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def install(self) -> None:
+        signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.requested = True
+
+
+@dataclass
+class History:
+    """Per-epoch metrics, for the curves and metrics.json."""
+
+    epochs: list[dict[str, float]] = field(default_factory=list)
+
+
+def seed_everything(seed: int) -> None:
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict:
+    """Every RNG this script uses, for the checkpoint."""
+    import numpy as np
+    import torch
+
+    state = {"python": random.getstate(), "numpy": np.random.get_state(),
+             "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    import numpy as np
+    import torch
+
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: Path, **state) -> None:
+    """Write atomically: a stop during the write leaves the previous checkpoint intact."""
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict | None:
+    import torch
+
+    if not path.is_file():
+        return None
+    # Our own file: it holds optimizer state and numpy RNG state, not only tensors.
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def train_one_epoch(model, loader, optimizer, scheduler, ctx, stop: StopRequest,
+                    amp: bool, epoch: int) -> tuple[float, bool]:
+    """One pass; returns (mean loss over all processes, whether a stop was requested)."""
+    import torch
+    from tqdm import tqdm
+
+    from breedops.training import distributed
+
+    model.train()
+    total, count, stopped = 0.0, 0, False
+    bar = tqdm(loader, desc=f"epoch {epoch}", file=sys.stderr, disable=not ctx.is_main,
+               mininterval=1 if sys.stderr.isatty() else 30, leave=False)
+    for images, labels in bar:
+        # Every process must agree to stop, or the others would block in the next all-reduce.
+        if distributed.broadcast_flag(stop.requested, ctx):
+            stopped = True
+            break
+        images = images.to(ctx.device, non_blocking=True)
+        labels = labels.to(ctx.device, non_blocking=True)
+        if ctx.device.type == "cuda":
+            images = images.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=amp):
+            loss = torch.nn.functional.cross_entropy(model(images), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        total += loss.item() * len(labels)
+        count += len(labels)
+        bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+    total, count = distributed.all_reduce([total, float(count)], ctx)
+    return total / max(count, 1), stopped
+
+
+def evaluate(model, loader, ctx, amp: bool, num_classes: int):
+    """(loss, accuracy, confusion matrix) over every process's slice of the split."""
+    import torch
+
+    from breedops.training import distributed
+
+    model.eval()
+    confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+    total = 0.0
+    with torch.inference_mode():
+        for images, labels in loader:
+            images = images.to(ctx.device, non_blocking=True)
+            labels = labels.to(ctx.device, non_blocking=True)
+            if ctx.device.type == "cuda":
+                images = images.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=amp):
+                logits = model(images)
+            total += torch.nn.functional.cross_entropy(
+                logits.float(), labels, reduction="sum").item()
+            predicted = logits.argmax(dim=1)
+            confusion.index_put_((labels.cpu(), predicted.cpu()),
+                                 torch.ones_like(labels.cpu()), accumulate=True)
+    flat = distributed.all_reduce([total, *confusion.flatten().double().tolist()], ctx)
+    confusion = torch.tensor(flat[1:]).reshape(num_classes, num_classes).long()
+    count = int(confusion.sum())
+    accuracy = float(confusion.diag().sum()) / max(count, 1)
+    return flat[0] / max(count, 1), accuracy, confusion
+
+
+def metrics_line(**metrics: float) -> str:
+    """The contract-5 line, e.g. `epoch=3; train_loss=0.1234; ...;`."""
+    parts = [f"{k}={v}" if isinstance(v, int) else f"{k}={v:.4f}" for k, v in metrics.items()]
+    return "; ".join(parts) + ";"
+
+
+def run(cfg: Config) -> int:
+    """Train, evaluate, write the model directory and outputs; return the exit status."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from breedops.data.layout import DatasetError, scan_split
+    from breedops.modeling.architectures import ModelingError, build_model
+    from breedops.modeling.transforms import build_eval_transform, build_train_transform
+    from breedops.training import distributed, outputs, packaging
+    from breedops.training.data import (
+        EpochShuffleSampler,
+        ImageSamples,
+        channel_is_sharded,
+        rank_slice,
+    )
+
+    args = cfg.args
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    ctx = distributed.setup()
+    stop = StopRequest()
+    stop.install()
+    seed_everything(args.seed + ctx.rank)
+    try:
+        valid = scan_split(cfg.valid_dir)
+        classes = valid.classes
+        test = scan_split(cfg.test_dir, classes=classes)
+        sharded = ctx.distributed and channel_is_sharded("train", dict(os.environ))
+        train = scan_split(cfg.train_dir, classes=classes)
+        if not sharded and train.classes != classes:
+            missing = sorted(set(classes) - set(train.classes))
+            raise DatasetError(f"class lists differ between splits: train lacks {missing}")
+        model = build_model(args.arch, len(classes), pretrained=args.pretrained)
+    except (DatasetError, ModelingError) as e:
+        LOG.error("%s", e)
+        distributed.teardown()
+        return EXIT_USAGE
+    LOG.info("%d classes; train %d%s, valid %d, test %d images; %s on %s, %d process(es)",
+             len(classes), len(train.samples), " (this host's shard)" if sharded else "",
+             len(valid.samples), len(test.samples), args.arch, ctx.device, ctx.world_size)
+
+    amp = ctx.device.type == "cuda"
+    model = model.to(ctx.device)
+    if amp:
+        model = model.to(memory_format=torch.channels_last)
+    ddp_model = (torch.nn.parallel.DistributedDataParallel(model) if ctx.distributed else model)
+
+    train_set = ImageSamples(train.samples, build_train_transform(args.image_size, args.hflip))
+    eval_transform = build_eval_transform(args.image_size)
+    num_samples = None
+    if sharded:  # hosts hold different shard sizes: all take the smallest, to stay in step
+        num_samples = int(distributed.all_reduce([len(train_set)], ctx, op="min")[0])
+    sampler = EpochShuffleSampler(len(train_set), rank=ctx.rank, world_size=ctx.world_size,
+                                  seed=args.seed, shard=not sharded, num_samples=num_samples)
+    if len(sampler) < args.batch_size:
+        LOG.error("batch size %d exceeds the %d training images per process",
+                  args.batch_size, len(sampler))
+        distributed.teardown()
+        return EXIT_USAGE
+    loader_opts = {"num_workers": args.workers, "pin_memory": amp,
+                   "persistent_workers": args.workers > 0}
+    # drop_last: equal batch counts on every rank, and no 1-image batch for BatchNorm.
+    train_loader = DataLoader(train_set, batch_size=args.batch_size, sampler=sampler,
+                              drop_last=True, **loader_opts)
+
+    def eval_loader(split):
+        dataset = torch.utils.data.Subset(
+            ImageSamples(split.samples, eval_transform),
+            rank_slice(len(split.samples), ctx.rank, ctx.world_size))
+        return DataLoader(dataset, batch_size=args.batch_size * 2, **loader_opts)
+
+    valid_loader, test_loader = eval_loader(valid), eval_loader(test)
+    optimizer = torch.optim.AdamW(ddp_model.parameters(), lr=args.lr,
+                                  weight_decay=args.weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=args.lr, epochs=args.epochs, steps_per_epoch=len(train_loader))
+
+    start_epoch, history = 0, History()
+    checkpoint_path = cfg.checkpoint_dir / CHECKPOINT_FILE if cfg.checkpoint_dir else None
+    if checkpoint_path and (state := load_checkpoint(checkpoint_path)) is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"][ctx.rank] if ctx.rank < len(state["rng"]) else state["rng"][0])
+        start_epoch, history.epochs = state["epoch"], state["history"]
+        LOG.info("resuming from %s at epoch %d", checkpoint_path, start_epoch + 1)
+
+    started = time.monotonic()
+    for epoch in range(start_epoch, args.epochs):
+        sampler.set_epoch(epoch)
+        train_loss, stopped = train_one_epoch(ddp_model, train_loader, optimizer, scheduler,
+                                              ctx, stop, amp, epoch + 1)
+        if stopped:
+            LOG.warning("SIGTERM: stopping; the checkpoint resumes at epoch %d", epoch + 1)
+            distributed.teardown()
+            return EXIT_STOPPED
+        valid_loss, valid_accuracy, _ = evaluate(model, valid_loader, ctx, amp, len(classes))
+        record = {"epoch": epoch + 1, "train_loss": train_loss, "valid_loss": valid_loss,
+                  "valid_accuracy": valid_accuracy}
+        history.epochs.append(record)
+        if ctx.is_main:
+            LOG.info(metrics_line(**record))
+        if checkpoint_path:
+            rngs = [rng_state()]
+            if ctx.distributed:
+                rngs = [None] * ctx.world_size
+                torch.distributed.all_gather_object(rngs, rng_state())
+            if ctx.is_main:
+                save_checkpoint(checkpoint_path, epoch=epoch + 1, model=model.state_dict(),
+                                optimizer=optimizer.state_dict(),
+                                scheduler=scheduler.state_dict(), rng=rngs,
+                                history=history.epochs, arch=args.arch)
+    elapsed = time.monotonic() - started
+    test_loss, test_accuracy, confusion = evaluate(model, test_loader, ctx, amp, len(classes))
+    if ctx.is_main:
+        LOG.info(metrics_line(test_loss=test_loss, test_accuracy=test_accuracy))
+        trained = (args.epochs - start_epoch) * len(train_loader) * args.batch_size
+        throughput = trained * ctx.world_size / elapsed if elapsed > 0 else 0.0
+        LOG.info("trained %d epoch(s) in %.1fs: %.1f images/s", args.epochs - start_epoch,
+                 elapsed, throughput)
+        packaging.write_model_dir(cfg.model_dir, model, arch=args.arch, classes=classes,
+                                  image_size=args.image_size, model_version=args.model_version)
+        outputs.write_outputs(
+            cfg.output_dir, history=history.epochs, confusion=confusion.tolist(),
+            classes=classes, test={"test_loss": test_loss, "test_accuracy": test_accuracy},
+            hyperparameters={k: getattr(args, k) for k in (
+                "lr", "batch_size", "epochs", "arch", "pretrained", "image_size", "hflip",
+                "weight_decay", "seed")},
+            throughput=throughput, world_size=ctx.world_size)
+    distributed.teardown()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse flags (ignoring unknown ones, as SageMaker may add some) and train."""
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        LOG.warning("ignoring unknown arguments: %s", " ".join(unknown))
+    return run(resolve_paths(args, parser))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
