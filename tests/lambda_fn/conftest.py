@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
+from typing import ClassVar
 
 import pytest
 from PIL import Image
@@ -48,7 +49,7 @@ class StubRuntime(BaseHTTPRequestHandler):
     """InvokeEndpoint answers chosen by endpoint name, in botocore's restJson error shapes."""
 
     protocol_version = "HTTP/1.1"
-    OUTCOMES = {
+    OUTCOMES: ClassVar[dict[str, tuple[int, str, dict]]] = {
         "missing": (400, "ValidationError",
                     {"message": "Endpoint missing of account 123456789012 not found."}),
         "model-error": (424, "ModelError", {"message": "Received server error (500)",
@@ -61,7 +62,7 @@ class StubRuntime(BaseHTTPRequestHandler):
         "unavailable": (503, "ServiceUnavailable", {"message": "Service unavailable"}),
     }
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
         name = self.path.split("/")[2]
         self.server.requests.append(dict(self.headers))

@@ -99,7 +99,8 @@ def deployment(aws_emulator, model_tarball: bytes,
     sagemaker.create_endpoint(EndpointName="tiny", EndpointConfigName="tiny-v1")
 
     server = HostingServer(("127.0.0.1", 0),
-                           registry=EndpointRegistry(tmp_path_factory.mktemp("hosting")))
+                           registry=EndpointRegistry(tmp_path_factory.mktemp("hosting"),
+                                                    ttl_seconds=0.5))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{server.server_address[1]}"
@@ -111,39 +112,3 @@ def deployment(aws_emulator, model_tarball: bytes,
             server.shutdown()
             server.server_close()
 
-
-# TEMPORARY stand-in until breedops.local.emulator lands (remove then).
-try:
-    from breedops.local import emulator as _emulator  # noqa: F401
-except ImportError:
-    @pytest.fixture(scope="session")
-    def aws_emulator(tmp_path_factory):
-        import os
-        import socket
-        import subprocess
-        import sys
-        import time
-        import urllib.request
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-p", str(port)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        url = f"http://127.0.0.1:{port}"
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(url + "/moto-api/", timeout=1)
-                break
-            except Exception:
-                time.sleep(0.1)
-        with pytest.MonkeyPatch.context() as mp:
-            for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                         "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
-                         "AWS_ENDPOINT_URL": url}.items():
-                mp.setenv(k, v)
-            for k in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
-                mp.delenv(k, raising=False)
-            yield type("E", (), {"url": url})()
-        proc.terminate()
-        proc.wait()

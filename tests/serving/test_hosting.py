@@ -72,7 +72,7 @@ def test_invoke_endpoint_aws_cli_matches_direct_call(deployment, model_dir, tmp_
         [sys.executable, "-m", "awscli", "sagemaker-runtime", "invoke-endpoint",
          "--endpoint-name", deployment.endpoint_name, "--content-type", "image/jpeg",
          "--body", f"fileb://{image}", str(out)],
-        capture_output=True, text=True, env=os.environ.copy(), timeout=120,
+        check=False, capture_output=True, text=True, env=os.environ.copy(), timeout=120,
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["InvokedProductionVariant"] == "AllTraffic"
@@ -194,3 +194,66 @@ def test_build_server_rejects_dir_without_handler(tmp_path):
 
     with pytest.raises(HostingError, match="no code/inference.py"):
         build_server("127.0.0.1", 0, model_dir=tmp_path)
+
+
+def test_invoke_endpoint_after_worker_crash_recovers(deployment):
+    client = runtime_client()
+    client.invoke_endpoint(EndpointName=deployment.endpoint_name, ContentType="image/jpeg",
+                           Body=jpeg_bytes())
+    _, pool = deployment.server.registry.pool_for(deployment.endpoint_name)
+    worker = pool._idle.queue[0]
+    worker.process.kill()
+    worker.process.wait()
+    with pytest.raises(client.exceptions.ModelError) as raised:
+        client.invoke_endpoint(EndpointName=deployment.endpoint_name, ContentType="image/jpeg",
+                               Body=jpeg_bytes())
+    assert raised.value.response["OriginalStatusCode"] == 500
+    assert "the worker exited" in raised.value.response["OriginalMessage"]
+    ok = client.invoke_endpoint(EndpointName=deployment.endpoint_name, ContentType="image/jpeg",
+                                Body=jpeg_bytes())
+    assert ok["ResponseMetadata"]["HTTPStatusCode"] == 200
+
+
+def test_hosting_module_answers_ping_as_make_up_starts_it(aws_emulator, tmp_path):
+    from breedops.local.emulator import free_port
+
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "breedops.serving.hosting", "--host", "127.0.0.1",
+         "--port", str(port)],
+        env={**os.environ, "BREEDOPS_STATE_DIR": str(tmp_path)}, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as ping:
+                    assert ping.status == 200
+                    break
+            except urllib.error.URLError:
+                assert process.poll() is None, "hosting exited at start"
+                assert time.monotonic() < deadline, "hosting never answered /ping"
+                time.sleep(0.2)
+        with pytest.raises(urllib.error.HTTPError) as raised:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/nowhere", timeout=5)
+        assert raised.value.code == 404
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_invoke_endpoint_missing_model_data_gives_service_unavailable(deployment):
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import ClientError
+
+    register_endpoint(boto3.client("sagemaker"), deployment.bucket, "jobs/none/model.tar.gz",
+                      "no-model-data")
+    boto3.client("sagemaker").create_endpoint(EndpointName="no-model-data",
+                                              EndpointConfigName="no-model-data")
+    client = boto3.client("sagemaker-runtime", config=Config(retries={"max_attempts": 1}))
+    with pytest.raises(ClientError) as raised:
+        client.invoke_endpoint(EndpointName="no-model-data", ContentType="image/jpeg",
+                               Body=jpeg_bytes())
+    assert raised.value.response["Error"]["Code"] == "ServiceUnavailable"
+    assert "cannot be read" in raised.value.response["Error"]["Message"]

@@ -108,7 +108,7 @@ def train_command(args: argparse.Namespace) -> int:
     backend = workflow.get_backend(args.env)
     base = None
     if args.hyperparameters_from_tuning:
-        base = workflow.tuned_hyperparameters(backend, args.hyperparameters_from_tuning)
+        base = workflow.best_hyperparameters_of(backend, args.hyperparameters_from_tuning)
     result = workflow.train(args.env, backend, _request(args, base),
                             tuning_job_name=args.hyperparameters_from_tuning)
     metrics = " ".join(f"{k}={v:.4f}" for k, v in sorted(result.metrics.items())

@@ -14,6 +14,7 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -48,9 +49,10 @@ EXIT_STOPPED = 128 + signal.SIGTERM  # the entry point's status after a SIGTERM
 class JobFailedError(BreedopsError):
     """A training job exited with an error or was stopped."""
 
-    def __init__(self, message: str, status: str = "Failed") -> None:
+    def __init__(self, message: str, status: str = "Failed", job_name: str | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.job_name = job_name
 
 
 class MissingChannelError(BreedopsError):
@@ -58,11 +60,11 @@ class MissingChannelError(BreedopsError):
 
 
 def s3_client() -> Any:
-    """An S3 client with a connection pool as large as the transfer thread pools."""
+    """An S3 client whose pool serves the transfer threads of parallel trials."""
     import boto3
     from botocore.config import Config
 
-    return boto3.client("s3", config=Config(max_pool_connections=TRANSFER_WORKERS))
+    return boto3.client("s3", config=Config(max_pool_connections=4 * TRANSFER_WORKERS))
 
 
 def free_port() -> int:
@@ -105,7 +107,7 @@ class LocalBackend:
                 tail = "\n".join(log_text.splitlines()[-LOG_TAIL_LINES:])
                 raise JobFailedError(f"training job {job_name}: {status.lower()} "
                                      f"(exit {returncode}); log {log_path}:\n{tail}",
-                                     status=status)
+                                     status=status, job_name=job_name)
             model_data_url = self._upload_outputs(request, job_name, hosts[0])
         except JobFailedError as e:
             self._tag(arn, {STATUS_TAG: e.status})
@@ -158,7 +160,10 @@ class LocalBackend:
 
     def _download(self, bucket: str, key: str, target: Path) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
-        self.s3.download_file(bucket, key, str(target))
+        # One GET per object (download_file adds a HEAD): channels are many small images.
+        body = self.s3.get_object(Bucket=bucket, Key=key)["Body"]
+        with open(target, "wb") as f:
+            shutil.copyfileobj(body, f)
 
     def _sync_checkpoints_down(self, request: TrainingRequest, job_name: str,
                                host: Path) -> None:

@@ -42,7 +42,7 @@ def get_backend(env: str) -> JobBackend:
     raise ConfigurationError(f"unknown env {env!r}: use local or aws")
 
 
-def tuned_hyperparameters(backend: JobBackend, tuning_job_name: str) -> HyperParameters:
+def best_hyperparameters_of(backend: JobBackend, tuning_job_name: str) -> HyperParameters:
     """The full hyperparameters of a tuning job's best trial, from DescribeTrainingJob."""
     name = backend.best_training_job(tuning_job_name)
     described = backend.sagemaker.describe_training_job(TrainingJobName=name)

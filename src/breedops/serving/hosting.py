@@ -40,11 +40,11 @@ from breedops.settings import DEFAULT_REGION, state_dir
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_PORT = int(os.environ.get("BREEDOPS_HOSTING_PORT", 5567))
+DEFAULT_PORT = int(os.environ.get("BREEDOPS_HOSTING_PORT", "5567"))
 # How long a resolved endpoint is trusted before the emulator is asked again.
-RESOLVE_TTL_SECONDS = float(os.environ.get("BREEDOPS_HOSTING_TTL_SECONDS", 2.0))
+RESOLVE_TTL_SECONDS = float(os.environ.get("BREEDOPS_HOSTING_TTL_SECONDS", "2.0"))
 # A local machine has few cores: more workers than this only thrash.
-MAX_WORKERS = int(os.environ.get("BREEDOPS_HOSTING_MAX_WORKERS", 8))
+MAX_WORKERS = int(os.environ.get("BREEDOPS_HOSTING_MAX_WORKERS", "8"))
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # InvokeEndpoint's request limit
 INVOCATIONS_PATH = re.compile(r"^/endpoints/(?P<name>[^/]+)/invocations$")
 WORKER_SCRIPT = Path(__file__).with_name("model_worker.py")
@@ -102,9 +102,12 @@ class ModelWorker:
     def alive(self) -> bool:
         return self.process.poll() is None
 
-    def close(self) -> None:
-        if self.process.stdin:
+    def stop(self) -> None:
+        """Ask the worker to exit (end of its input); `wait` reaps it."""
+        if self.process.stdin and not self.process.stdin.closed:
             self.process.stdin.close()
+
+    def wait(self) -> None:
         try:
             self.process.wait(timeout=5)
         except subprocess.TimeoutExpired:
@@ -112,6 +115,10 @@ class ModelWorker:
             self.process.wait()
         if self.process.stdout:
             self.process.stdout.close()
+
+    def close(self) -> None:
+        self.stop()
+        self.wait()
 
     def _read_frame(self) -> tuple[dict[str, Any], bytes] | None:
         assert self.process.stdout is not None
@@ -142,14 +149,17 @@ class WorkerPool:
         finally:
             self._give_back(worker)
 
-    def retire(self) -> None:
-        """Stop idle workers now and busy ones when they finish their request."""
+    def retire(self) -> list[ModelWorker]:
+        """Stop idle workers now (returned, to be waited for) and busy ones when they finish."""
         self._retired = True
+        stopped = []
         while True:
             try:
-                self._idle.get_nowait().close()
+                worker = self._idle.get_nowait()
             except queue.Empty:
-                return
+                return stopped
+            worker.stop()  # all stop at once: a worker's exit takes a while under load
+            stopped.append(worker)
 
     def _give_back(self, worker: ModelWorker) -> None:
         if self._retired:
@@ -175,40 +185,75 @@ class EndpointTarget:
 class EndpointRegistry:
     """Resolves endpoints through the emulator and keeps one worker pool per live target."""
 
-    def __init__(self, cache_dir: Path) -> None:
+    def __init__(self, cache_dir: Path, ttl_seconds: float = RESOLVE_TTL_SECONDS) -> None:
         import boto3
 
         region = os.environ.get("AWS_DEFAULT_REGION", DEFAULT_REGION)
         self._sagemaker = boto3.client("sagemaker", region_name=region)
         self._s3 = boto3.client("s3", region_name=region)
         self._sts = boto3.client("sts", region_name=region)
-        self._cache_dir = cache_dir
+        self._cache_dir, self._ttl_seconds = cache_dir, ttl_seconds
         self._lock = threading.Lock()
         self._resolved: dict[str, tuple[float, EndpointTarget]] = {}
+        self._refreshing: set[str] = set()
+        self._loading: set[str] = set()
+        self._first_loads: dict[str, threading.Lock] = {}
         self._pools: dict[str, tuple[EndpointTarget, WorkerPool]] = {}
         self._account_id: str | None = None
 
     def pool_for(self, endpoint_name: str) -> tuple[EndpointTarget, WorkerPool]:
-        """The pool serving `endpoint_name`, replacing it when the endpoint changed."""
+        """The pool serving `endpoint_name`.
+
+        A changed endpoint is rolled out as SageMaker does it, blue/green: the old workers keep
+        serving while the new ones load in the background, then the old ones retire.
+        """
         target = self._resolve(endpoint_name)
         with self._lock:
             current = self._pools.get(endpoint_name)
-            if current and current[0] == target:
+            if current and (current[0] == target or endpoint_name in self._loading):
                 return current
-            model_dir = self._extract(target.model_data_url)
-            pool = WorkerPool(model_dir, min(target.instance_count, MAX_WORKERS))
+            if current:
+                self._loading.add(endpoint_name)
+                threading.Thread(target=self._roll_out, args=(endpoint_name, target),
+                                 daemon=True).start()
+                return current
+            first_load = self._first_loads.setdefault(endpoint_name, threading.Lock())
+        with first_load:  # concurrent first requests wait for one load, not one each
+            with self._lock:
+                current = self._pools.get(endpoint_name)
+            if current is None:
+                current = (target, self._start_pool(target))
+                with self._lock:
+                    self._pools[endpoint_name] = current
+            return current
+
+    def _roll_out(self, endpoint_name: str, target: EndpointTarget) -> None:
+        try:
+            pool = self._start_pool(target)
+        except Exception:  # keep serving the old model; the next request tries again
+            logger.exception("could not load the new model of endpoint %s", endpoint_name)
+            with self._lock:
+                self._loading.discard(endpoint_name)
+            return
+        with self._lock:
+            old = self._pools.get(endpoint_name)
             self._pools[endpoint_name] = (target, pool)
-        if current:
-            logger.info("endpoint %s changed to %s; retiring the old workers",
-                        endpoint_name, target.config_name)
-            current[1].retire()
-        return target, pool
+            self._loading.discard(endpoint_name)
+        logger.info("endpoint %s now serves %s", endpoint_name, target.config_name)
+        if old:
+            for worker in old[1].retire():
+                worker.wait()
+
+    def _start_pool(self, target: EndpointTarget) -> WorkerPool:
+        return WorkerPool(self._extract(target.model_data_url),
+                          min(target.instance_count, MAX_WORKERS))
 
     def close(self) -> None:
         with self._lock:
-            for _, pool in self._pools.values():
-                pool.retire()
+            stopped = [w for _, pool in self._pools.values() for w in pool.retire()]
             self._pools.clear()
+        for worker in stopped:
+            worker.wait()
 
     def account_id(self) -> str:
         if self._account_id is None:
@@ -216,11 +261,37 @@ class EndpointRegistry:
         return self._account_id
 
     def _resolve(self, endpoint_name: str) -> EndpointTarget:
+        """The endpoint's target; a stale one is served while a refresh runs in the background,
+        so the emulator round trips never sit in a request's latency once an endpoint is known.
+        """
+        cached = self._resolved.get(endpoint_name)
+        if cached is None:
+            return self._lookup(endpoint_name)
+        expires, target = cached
+        if expires <= time.monotonic() and endpoint_name not in self._refreshing:
+            self._refreshing.add(endpoint_name)
+            threading.Thread(target=self._refresh, args=(endpoint_name,), daemon=True).start()
+        return target
+
+    def _refresh(self, endpoint_name: str) -> None:
+        try:
+            self._lookup(endpoint_name)
+        except RuntimeApiError:  # deleted: the next request looks it up and gets the error
+            self._resolved.pop(endpoint_name, None)
+            with self._lock:
+                gone = self._pools.pop(endpoint_name, None)
+            if gone:
+                for worker in gone[1].retire():
+                    worker.wait()
+        except Exception:  # an emulator hiccup: keep serving what we know, retry after the TTL
+            logger.exception("could not refresh endpoint %s", endpoint_name)
+        finally:
+            self._refreshing.discard(endpoint_name)
+
+    def _lookup(self, endpoint_name: str) -> EndpointTarget:
+        """Endpoint -> endpoint configuration -> model -> model data URL, from the emulator."""
         from botocore.exceptions import ClientError
 
-        cached = self._resolved.get(endpoint_name)
-        if cached and cached[0] > time.monotonic():
-            return cached[1]
         try:
             endpoint = self._sagemaker.describe_endpoint(EndpointName=endpoint_name)
         except ClientError as e:
@@ -247,7 +318,7 @@ class EndpointRegistry:
             model_data_url=container["ModelDataUrl"],
             instance_count=max(1, int(count)),
         )
-        self._resolved[endpoint_name] = (time.monotonic() + RESOLVE_TTL_SECONDS, target)
+        self._resolved[endpoint_name] = (time.monotonic() + self._ttl_seconds, target)
         return target
 
     def _extract(self, model_data_url: str) -> Path:
@@ -256,7 +327,12 @@ class EndpointRegistry:
         if parsed.scheme != "s3":
             raise HostingError(f"the model data URL {model_data_url} is not an s3:// URL")
         bucket, key = parsed.netloc, parsed.path.lstrip("/")
-        etag = self._s3.head_object(Bucket=bucket, Key=key)["ETag"]
+        from botocore.exceptions import ClientError
+
+        try:
+            etag = self._s3.head_object(Bucket=bucket, Key=key)["ETag"]
+        except ClientError as e:
+            raise HostingError(f"the model data {model_data_url} cannot be read: {e}") from e
         digest = hashlib.sha256(f"{model_data_url}|{etag}".encode()).hexdigest()[:16]
         target = self._cache_dir / digest
         if (target / ".complete").exists():
@@ -265,8 +341,11 @@ class EndpointRegistry:
         partial.mkdir(parents=True)
         archive = partial / "model.tar.gz"
         self._s3.download_file(bucket, key, str(archive))
-        with tarfile.open(archive) as tar:
-            tar.extractall(partial, filter="data")  # refuses absolute paths and links out
+        try:
+            with tarfile.open(archive) as tar:
+                tar.extractall(partial, filter="data")  # refuses absolute paths and links out
+        except tarfile.TarError as e:
+            raise HostingError(f"the model data {model_data_url} is not a tar.gz: {e}") from e
         archive.unlink()
         (partial / ".complete").touch()
         if target.exists():  # another thread finished first
@@ -281,13 +360,13 @@ class RuntimeHandler(BaseHTTPRequestHandler):
     server: HostingServer
     protocol_version = "HTTP/1.1"
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:
         if self.path == "/ping":
             self._send(200, b"", "text/plain")
         else:
             self._send_error(RuntimeApiError(404, "UnknownOperationException", "Unknown path"))
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         match = INVOCATIONS_PATH.match(self.path.split("?")[0])
         try:
@@ -304,7 +383,7 @@ class RuntimeHandler(BaseHTTPRequestHandler):
             logger.exception("request failed")
             self._send_error(RuntimeApiError(500, "InternalFailure", f"internal failure: {e}"))
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base signature)
+    def log_message(self, format: str, *args: Any) -> None:
         logger.debug("%s %s", self.address_string(), format % args)
 
     def _invoke_endpoint(self, endpoint_name: str, body: bytes) -> None:
@@ -384,7 +463,8 @@ class HostingServer(ThreadingHTTPServer):
         if self.registry:
             self.registry.close()
         if self.pool:
-            self.pool.retire()
+            for worker in self.pool.retire():
+                worker.wait()
 
 
 def build_server(host: str, port: int, model_dir: Path | None = None,

@@ -16,6 +16,7 @@ import io
 import json
 import logging
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,10 +33,10 @@ IMAGE_CONTENT_TYPES = ("image/jpeg", "image/png", "application/x-image")
 JSON_CONTENT_TYPE = "application/json"
 SUPPORTED_CONTENT_TYPES = (*IMAGE_CONTENT_TYPES, JSON_CONTENT_TYPE)
 # SageMaker real-time endpoints accept at most 6 MB per request.
-MAX_IMAGE_BYTES = int(os.environ.get("BREEDOPS_MAX_IMAGE_BYTES", 6 * 1024 * 1024))
+MAX_IMAGE_BYTES = int(os.environ.get("BREEDOPS_MAX_IMAGE_BYTES", str(6 * 1024 * 1024)))
 # Large enough for any camera photo, small enough that decoding cannot exhaust a worker.
-MAX_IMAGE_PIXELS = int(os.environ.get("BREEDOPS_MAX_IMAGE_PIXELS", 40_000_000))
-DEFAULT_TOP_K = int(os.environ.get("BREEDOPS_TOP_K", 5))
+MAX_IMAGE_PIXELS = int(os.environ.get("BREEDOPS_MAX_IMAGE_PIXELS", "40000000"))
+DEFAULT_TOP_K = int(os.environ.get("BREEDOPS_TOP_K", "5"))
 CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
 SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
@@ -181,7 +182,9 @@ def _image_bytes_from_json(body: bytes) -> bytes:
 def _decode_image(data: bytes) -> Image.Image:
     """Decode fully (truncated files fail here) after checking the pixel count in the header."""
     try:
-        image = Image.open(io.BytesIO(data))
+        with warnings.catch_warnings():  # the pixel limit below is ours, and stricter
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as e:
         raise ImageTooLargeError(f"the image has too many pixels: {e}") from e
     except Exception as e:  # PIL raises many types for bytes that are not an image

@@ -10,6 +10,8 @@ request. Every invocation prints a `REPORT` line like the one AWS writes to Clou
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import io
 import json
 import logging
@@ -216,7 +218,7 @@ def function_from_emulator(name: str, work_dir: Path, zip_fallback: Path | None 
         provisioned = 0
     code_dir = work_dir / "code"
     _unpack_code(function.get("Code", {}).get("Location"), zip_fallback or default_zip_path(),
-                 code_dir)
+                 code_dir, config.get("CodeSha256"))
     return FunctionSpec(
         name=name, code_dir=code_dir, handler=config.get("Handler", DEFAULT_HANDLER),
         environment=config.get("Environment", {}).get("Variables", {}),
@@ -225,8 +227,13 @@ def function_from_emulator(name: str, work_dir: Path, zip_fallback: Path | None 
     )
 
 
-def _unpack_code(location: str | None, fallback: Path, target: Path) -> None:
-    """The deployed zip from the emulator's code URL; our own build when that fails."""
+def _unpack_code(location: str | None, fallback: Path, target: Path,
+                 deployed_sha256: str | None) -> None:
+    """The deployed zip from the function's code URL, else our own build.
+
+    moto gives no code URL for zip uploads, so locally the build is what runs; its hash is
+    checked against the deployed one so that a stale deployment is not silently mistaken.
+    """
     data = None
     if location:
         try:
@@ -238,14 +245,16 @@ def _unpack_code(location: str | None, fallback: Path, target: Path) -> None:
         if not fallback.is_file():
             raise LambdaRunnerError(f"no function code: {fallback} is missing (run make lambda)")
         data = fallback.read_bytes()
+        built_sha256 = base64.b64encode(hashlib.sha256(data).digest()).decode()
+        if deployed_sha256 and deployed_sha256 != built_sha256:
+            logger.warning("%s differs from the deployed code (CodeSha256 %s): running the "
+                           "build; run terraform apply to deploy it", fallback, deployed_sha256)
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         archive.extractall(target)
 
 
 def image_event(image: Path) -> dict[str, Any]:
     """An API Gateway proxy event carrying `image` as a binary body."""
-    import base64
-
     return {"resource": "/predict", "path": "/predict", "httpMethod": "POST",
             "headers": {"Content-Type": "application/octet-stream"},
             "requestContext": {"requestId": str(uuid.uuid4())},

@@ -14,6 +14,7 @@ import resource
 import sys
 import time
 import traceback
+from pathlib import Path
 from typing import Any
 
 
@@ -33,7 +34,16 @@ class LambdaContext:
 
 
 def max_memory_mb() -> int:
-    """Peak resident memory of this process in MB (Linux reports KB)."""
+    """Peak resident memory of this process image in MB.
+
+    VmHWM, not ru_maxrss: ru_maxrss survives exec, so it would report the runner's own peak.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024)
+    except OSError:
+        pass
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
@@ -54,7 +64,7 @@ def main(argv: list[str]) -> int:
         begun = time.perf_counter()
         try:
             reply: dict[str, Any] = {"result": handler(request["event"], context)}
-        except Exception as e:  # an unhandled error is the invocation's, not the worker's
+        except Exception as e:  # noqa: BLE001 (the invocation's error, not the worker's)
             reply = {"error": {"errorType": type(e).__name__, "errorMessage": str(e),
                                "stackTrace": traceback.format_exc().splitlines()}}
         reply["duration_ms"] = (time.perf_counter() - begun) * 1000

@@ -85,7 +85,7 @@ def handle(handler: Any, model: Any, header: dict[str, Any], body: bytes) -> tup
         data = call(handler.input_fn, body, header.get("content_type"), context=context)
         prediction = call(handler.predict_fn, data, model, context=context)
         output = call(handler.output_fn, prediction, header.get("accept"), context=context)
-    except Exception as e:  # a bad request must never take the worker down
+    except Exception as e:  # noqa: BLE001 (a bad request must never kill the worker)
         status = int(getattr(e, "http_status", 500))
         if status >= 500:
             logger.error("inference failed: %s", traceback.format_exc())

@@ -16,6 +16,9 @@ module "data_bucket" {
 
   name_prefix   = local.name_prefix
   force_destroy = var.force_destroy_bucket
+  # The emulator answers plain HTTP on 127.0.0.1 and evaluates bucket policies, so the TLS-only
+  # policy would deny every object request here; the aws root keeps it.
+  deny_insecure_transport = false
 }
 
 module "iam" {

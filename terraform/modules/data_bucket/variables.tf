@@ -25,6 +25,12 @@ variable "force_destroy" {
   default     = false
 }
 
+variable "deny_insecure_transport" {
+  description = "Attach the bucket policy that denies every request not made over TLS. Only an emulator that speaks plain HTTP needs it off."
+  type        = bool
+  default     = true
+}
+
 variable "noncurrent_version_expiration_days" {
   description = "Days after which noncurrent object versions expire."
   type        = number

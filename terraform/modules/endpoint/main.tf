@@ -16,6 +16,8 @@ locals {
 resource "aws_sagemaker_model" "this" {
   name               = "${var.name_prefix}-model-${local.revision}"
   execution_role_arn = var.execution_role_arn
+  # inference.py needs only what the image and the model.tar.gz hold, so no network at all.
+  enable_network_isolation = true
 
   primary_container {
     image          = var.image_uri

@@ -43,6 +43,9 @@ resource "aws_security_group" "this" {
   vpc_id      = local.vpc_id
   tags        = var.tags
 
+  # An explicit empty list also removes any inbound rule added outside Terraform.
+  ingress = []
+
   egress {
     description = "HTTPS to S3, Systems Manager and package mirrors"
     from_port   = 443

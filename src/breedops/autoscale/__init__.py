@@ -1,0 +1,1 @@
+"""An autoscaling policy simulator: traffic curves replayed against target tracking."""

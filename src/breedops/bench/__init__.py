@@ -1,0 +1,1 @@
+"""Benchmarks: latency, throughput, Lambda, training speed, and serving speed-ups."""

@@ -1,0 +1,31 @@
+"""`breedops bench run`, and the `autoscale` and `load` groups (this module registers all three).
+
+Heavy imports (torch, boto3, matplotlib) happen inside the commands, so `breedops --help` is fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from breedops.autoscale.cli import register as register_autoscale
+from breedops.load.cli import register as register_load
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("bench", help="measure serving, Lambda and training speed")
+    commands = parser.add_subparsers(dest="bench_command", required=True)
+    run = commands.add_parser("run", help="run every benchmark; write benchmarks/results/")
+    run.add_argument("--quick", action="store_true",
+                     help="a short smoke run (a minute or two) instead of the full measurement")
+    run.add_argument("--output-dir", default=None,
+                     help="where results go (default: benchmarks/results)")
+    run.set_defaults(func=run_command)
+    register_autoscale(subparsers)
+    register_load(subparsers)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from breedops.bench.runner import run_benchmarks
+
+    run_benchmarks(quick=args.quick, output_dir=args.output_dir)
+    return 0

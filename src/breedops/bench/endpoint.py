@@ -1,0 +1,62 @@
+"""Endpoint throughput against concurrency, and the autoscaling target it implies.
+
+N closed-loop clients (1 to 32) call one local endpoint instance (one model worker using every
+core, as one SageMaker instance would) for a bounded time each. The instance's capacity is the
+highest throughput reached with zero errors and p99 under the stated bound; AWS's load-test
+formula turns it into the `SageMakerVariantInvocationsPerInstance` target.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from breedops.autoscale.simulator import SAFETY_FACTOR, recommended_target
+
+logger = logging.getLogger(__name__)
+
+CONCURRENCY_LEVELS = (1, 2, 4, 8, 16, 32)
+# A person waiting for a breed prediction notices half a second; the bound is stated in results.
+P99_BOUND_MS = 500.0
+
+
+def capacity_from_levels(levels: list[dict[str, Any]], p99_bound_ms: float) -> dict[str, Any]:
+    """The best level within the bound (zero errors, p99 <= bound), or None when none is."""
+    within = [level for level in levels
+              if level["errors"] == 0 and level["latency_ms"]["p99"] <= p99_bound_ms]
+    best = max(within, key=lambda level: level["achieved_rps"], default=None)
+    if best is None:
+        return {"max_rps": None, "at_concurrency": None, "recommended_target": None}
+    return {"max_rps": best["achieved_rps"], "at_concurrency": best["concurrency"],
+            "recommended_target": round(recommended_target(best["achieved_rps"]))}
+
+
+def endpoint_throughput(arch: str = "resnet18", levels: Sequence[int] = CONCURRENCY_LEVELS,
+                        seconds_per_level: float = 8.0,
+                        p99_bound_ms: float = P99_BOUND_MS) -> dict[str, Any]:
+    """Closed-loop load at each concurrency against a fresh local endpoint serving `arch`."""
+    from breedops.bench.serving import IMAGE_SIZE, deploy, local_services, photo_jpeg
+    from breedops.load.generator import closed_loop
+    from breedops.load.targets import endpoint_sender
+
+    image = photo_jpeg()
+    results: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="breedops-bench-rps-") as tmp, \
+            local_services(Path(tmp)):
+        endpoint = deploy(arch, Path(tmp))
+        send = endpoint_sender(endpoint, image, max_connections=max(levels))
+        for _ in range(3):  # load the model and warm the worker before measuring
+            send()
+        for concurrency in levels:
+            report = closed_loop(send, concurrency, seconds_per_level).to_dict()
+            logger.info("%s: %d client(s): %.1f req/s, p99 %.0f ms, %d error(s)", arch,
+                        concurrency, report["achieved_rps"], report["latency_ms"]["p99"],
+                        report["errors"])
+            results.append(report)
+    return {"arch": arch, "image_size": IMAGE_SIZE, "instances": 1,
+            "seconds_per_level": seconds_per_level, "p99_bound_ms": p99_bound_ms,
+            "safety_factor": SAFETY_FACTOR, "levels": results,
+            **capacity_from_levels(results, p99_bound_ms)}

@@ -1,0 +1,163 @@
+"""`breedops bench run`: every measurement of issue 8, bounded in time, into one results file.
+
+Sections (each one's failure is recorded and the others still run):
+serving latency and the Lambda (the serving benchmark), endpoint throughput against concurrency
+and the autoscaling target it implies, serving speed-ups against eager, training throughput per
+architecture and 1 against 2 DDP processes, a small tuning job's wall time, and the autoscaling
+policy replayed on the shipped traffic curves with the measured capacity.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from breedops.bench.results import benchmarks_dir, results_dir
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BenchPlan:
+    """How much to measure: `full` for `make bench`, `quick` for a smoke run."""
+
+    name: str
+    architectures: tuple[str, ...]
+    latency_requests: int
+    concurrency_levels: tuple[int, ...]
+    seconds_per_level: float
+    speedup_repeats: int
+    training_epochs: int
+    tuning_jobs: int
+
+
+FULL = BenchPlan("full", ("resnet18", "resnet50"), 40, (1, 2, 4, 8, 16, 32), 6.0, 20, 1, 2)
+QUICK = BenchPlan("quick", ("resnet18",), 8, (1, 4), 2.0, 5, 1, 0)
+# The autoscaling policy compared on the shipped curves (targets as multiples of the
+# recommended one; the cooldowns in seconds).
+TARGET_MULTIPLES = (0.5, 0.75, 1.0, 1.25, 1.5)
+COOLDOWNS_S = (30, 60, 300, 600)
+
+
+def machine() -> dict[str, Any]:
+    """Where the figures were taken: they mean little without it."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    import torch
+
+    info: dict[str, Any] = {
+        "platform": platform.platform(), "python": platform.python_version(),
+        "processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available(),
+        # Other work on the machine skews every figure: the load says how much there was.
+        "load_average_1m_at_start": round(os.getloadavg()[0], 2),
+    }
+    for package in ("torch", "torchvision", "boto3", "moto", "sagemaker"):
+        try:
+            info[package] = version(package)
+        except PackageNotFoundError:
+            info[package] = None
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    try:
+        import psutil
+
+        info["memory_gib"] = round(psutil.virtual_memory().total / 2**30, 1)
+    except ImportError:
+        pass
+    return info
+
+
+def _section(results: dict[str, Any], name: str, measure: Callable[[], Any]) -> None:
+    """Run one section; a failure is recorded as an error and does not stop the others."""
+    started = time.perf_counter()
+    logger.info("bench: %s ...", name)
+    try:
+        results[name] = measure()
+    except Exception as e:  # a benchmark run reports what failed instead of losing the rest
+        logger.exception("bench: %s failed", name)
+        results[name] = {"error": f"{type(e).__name__}: {e}"}
+    results["section_seconds"][name] = round(time.perf_counter() - started, 1)
+
+
+def _training(plan: BenchPlan) -> dict[str, Any]:
+    from breedops.bench import training
+
+    with tempfile.TemporaryDirectory(prefix="breedops-bench-train-") as tmp:
+        data_dir = training.prepare_digits(Path(tmp) / "digits")
+        runs = [training.run_training(data_dir, Path(tmp), arch, epochs=plan.training_epochs)
+                for arch in plan.architectures]
+        cores = os.cpu_count() or 1
+        if cores >= 2:  # two processes sharing the same cores as the single one had
+            runs.append(training.run_training(data_dir, Path(tmp), plan.architectures[0],
+                                              processes=2, epochs=plan.training_epochs))
+        tuning = (training.tuning_wall_time(data_dir, max_jobs=plan.tuning_jobs,
+                                            max_parallel_jobs=min(2, plan.tuning_jobs))
+                  if plan.tuning_jobs else None)
+    return {"dataset": "digits", "runs": runs, "tuning": tuning}
+
+
+def _autoscaling(capacity_rps: float | None) -> dict[str, Any]:
+    """The shipped curves replayed with the measured capacity over a grid of policies."""
+    from breedops.autoscale.simulator import Fleet, Policy, recommended_target, sweep
+    from breedops.autoscale.traffic import read_traffic
+
+    if not capacity_rps:
+        return {"error": "no measured capacity (the endpoint throughput section failed)"}
+    curves = {path.stem: read_traffic(path)
+              for path in sorted((benchmarks_dir() / "traffic").glob("*.csv"))}
+    recommended = recommended_target(capacity_rps)
+    targets = [round(recommended * m) for m in TARGET_MULTIPLES]
+    fleet = Fleet(capacity_rpm=capacity_rps * 60)
+    rows = sweep(curves, fleet, targets, COOLDOWNS_S, Policy(target=1, max_capacity=8))
+    return {"capacity_rps": capacity_rps, "recommended_target": round(recommended),
+            "provisioning_minutes": fleet.provisioning_minutes, "max_capacity": 8,
+            "rows": rows}
+
+
+def run_benchmarks(quick: bool = False, output_dir: str | Path | None = None) -> Path:
+    """Measure everything the plan asks for; write JSON, PNGs and BENCHMARKS.md."""
+    from breedops.bench import endpoint, report, speedups
+    from breedops.bench.serving import run_serving_benchmark
+
+    plan = QUICK if quick else FULL
+    out = Path(output_dir) if output_dir else results_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = dt.date.today().isoformat() + ("-quick" if quick else "")
+    results: dict[str, Any] = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                               "plan": plan.name, "machine": machine(), "section_seconds": {}}
+    started = time.perf_counter()
+    _section(results, "serving", lambda: run_serving_benchmark(
+        requests=plan.latency_requests, architectures=plan.architectures))
+    _section(results, "endpoint_throughput", lambda: endpoint.endpoint_throughput(
+        plan.architectures[0], plan.concurrency_levels, plan.seconds_per_level))
+    _section(results, "speedups", lambda: {arch: speedups.compare_variants(
+        arch, repeats=plan.speedup_repeats) for arch in plan.architectures})
+    _section(results, "training", lambda: _training(plan))
+    capacity = results.get("endpoint_throughput", {}).get("max_rps")
+    _section(results, "autoscaling", lambda: _autoscaling(capacity))
+    results["total_seconds"] = round(time.perf_counter() - started, 1)
+    results["machine"]["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)
+    path = out / f"{stamp}.json"
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    plots = report.write_plots(results, out, stamp)
+    summary = report.write_markdown(results, plots, path,
+                                    out.parent / "BENCHMARKS.md" if not quick
+                                    else out / f"{stamp}.md")
+    logger.info("bench: results %s, summary %s (%.0f s)", path, summary,
+                results["total_seconds"])
+    recommended = results.get("endpoint_throughput", {}).get("recommended_target")
+    if recommended:
+        print(f"endpoint_target_invocations_per_instance = {recommended}  "
+              f"# max {capacity} req/s x {endpoint.SAFETY_FACTOR} x 60")
+    print(f"results: {path}\nsummary: {summary}")
+    return path

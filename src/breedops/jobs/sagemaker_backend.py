@@ -1,0 +1,238 @@
+"""Jobs on SageMaker through the SageMaker Python SDK v3: ALL SDK use lives in this module.
+
+`ModelTrainer` submits training jobs (managed spot, checkpoints, Torchrun for several
+instances with the training channel sharded by S3 key) and `HyperparameterTuner` tuning jobs
+(Bayesian, `valid_loss` minimised, metric definitions from `breedops.jobs.metrics`). The
+entry point is `breedops.training.train`, staged with the package subset it imports.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from breedops.errors import BreedopsError
+from breedops.jobs import naming
+from breedops.jobs.metrics import (
+    METRIC_DEFINITIONS,
+    OBJECTIVE_METRIC,
+    OBJECTIVE_TYPE,
+    final_metrics,
+)
+from breedops.jobs.requests import CHECKPOINT_LOCAL_PATH, VOLUME_SIZE_GB, distribution_type
+from breedops.jobs.spec import (
+    CHANNELS,
+    FRAMEWORK_VERSION,
+    PY_VERSION,
+    HyperParameters,
+    TrainingRequest,
+    TrainingResult,
+    TuningRequest,
+    TuningResult,
+)
+
+LOG = logging.getLogger(__name__)
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+ENTRY_SCRIPT = "train_entry.py"
+CODE_PREFIX = "code"
+# What the entry point imports, relative to the breedops package (nothing that needs boto3).
+STAGED_FILES = ("errors.py", "data/__init__.py", "data/layout.py", "modeling/*.py",
+                "training/*.py", "serving/inference.py")
+ENTRY_SOURCE = '''"""SageMaker entry point: the container runs this from /opt/ml/code (on sys.path)."""
+import sys
+
+from breedops.training.train import main
+
+if __name__ == "__main__":
+    sys.exit(main())
+'''
+# The training container's PyTorch image may lack these; the SDK installs them first.
+REQUIREMENTS = "tqdm\nmatplotlib\n"
+
+
+class SageMakerJobError(BreedopsError):
+    """A SageMaker job failed or could not be submitted."""
+
+
+def stage_source_dir(target: Path) -> Path:
+    """A source dir with the entry script and the breedops subset the script imports."""
+    package = target / "breedops"
+    package.mkdir(parents=True, exist_ok=True)
+    (package / "__init__.py").write_text('"""breedops, as staged for a training job."""\n')
+    for pattern in STAGED_FILES:
+        for source in sorted(PACKAGE_ROOT.glob(pattern)):
+            destination = package / source.relative_to(PACKAGE_ROOT)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, destination)
+    (target / ENTRY_SCRIPT).write_text(ENTRY_SOURCE)
+    (target / "requirements.txt").write_text(REQUIREMENTS)
+    return target
+
+
+class SageMakerBackend:
+    """Training and tuning jobs on SageMaker."""
+
+    def __init__(self) -> None:
+        import boto3
+
+        self.sagemaker = boto3.client("sagemaker")
+        self.s3 = boto3.client("s3")
+        self.logs = boto3.client("logs")
+        self._staging = tempfile.TemporaryDirectory(prefix="breedops-source-")
+        self.source_dir = stage_source_dir(Path(self._staging.name))
+
+    def model_trainer(self, request: TrainingRequest, job_name: str) -> Any:
+        """The ModelTrainer for `request` (a tuner uses it as its training job definition)."""
+        from sagemaker.core import image_uris
+        from sagemaker.core.helper.session_helper import Session
+        from sagemaker.core.shapes import StoppingCondition
+        from sagemaker.core.training.configs import (
+            CheckpointConfig,
+            Compute,
+            OutputDataConfig,
+            SourceCode,
+        )
+        from sagemaker.train import ModelTrainer
+        from sagemaker.train.distributed import Torchrun
+
+        region = self.sagemaker.meta.region_name
+        image = image_uris.retrieve("pytorch", region, version=FRAMEWORK_VERSION,
+                                    py_version=PY_VERSION, instance_type=request.instance_type,
+                                    image_scope="training")
+        stopping = {"max_runtime_in_seconds": request.max_run_s}
+        if request.use_spot:
+            stopping["max_wait_time_in_seconds"] = request.max_wait_s
+        trainer = ModelTrainer(
+            # The data bucket, not the SDK's default one: the execution role can reach it, and
+            # naming the bucket spares an STS call on a hard-coded regional endpoint.
+            sagemaker_session=Session(default_bucket=request.bucket,
+                                      default_bucket_prefix=CODE_PREFIX),
+            training_image=image,
+            role=request.role_arn,
+            base_job_name=job_name,
+            source_code=SourceCode(source_dir=str(self.source_dir), entry_script=ENTRY_SCRIPT,
+                                   requirements="requirements.txt"),
+            distributed=Torchrun() if request.instance_count > 1 else None,
+            compute=Compute(instance_type=request.instance_type,
+                            instance_count=request.instance_count,
+                            volume_size_in_gb=VOLUME_SIZE_GB,
+                            enable_managed_spot_training=request.use_spot),
+            stopping_condition=StoppingCondition(**stopping),
+            output_data_config=OutputDataConfig(s3_output_path=request.output_uri),
+            checkpoint_config=CheckpointConfig(s3_uri=request.checkpoint_uri(job_name),
+                                               local_path=CHECKPOINT_LOCAL_PATH),
+            hyperparameters=request.hyperparameters.as_strings(),
+            tags=[{"key": k, "value": v} for k, v in request.tags.items()] or None,
+        )
+        return trainer.with_metric_definitions(_metric_definitions())
+
+    def input_data(self, request: TrainingRequest) -> list:
+        """The three channels; `train` sharded by S3 key across several instances."""
+        from sagemaker.core.shapes import Channel, DataSource, S3DataSource
+
+        return [
+            Channel(channel_name=channel, input_mode="File", data_source=DataSource(
+                s3_data_source=S3DataSource(
+                    s3_data_type="S3Prefix", s3_uri=request.channel_uri(channel),
+                    s3_data_distribution_type=distribution_type(channel,
+                                                                request.instance_count))))
+            for channel in CHANNELS
+        ]
+
+    def submit_training(self, request: TrainingRequest, job_name: str | None = None,
+                        wait: bool = False) -> str:
+        """Create a training job; return its name.
+
+        The SDK appends its own timestamp to `job_name` (its base job name); the checkpoint
+        prefix is `checkpoints/<job_name>/`, stable across the job's spot restarts.
+        """
+        job_name = job_name or naming.job_name("train", naming.TRAINING_JOB_NAME_MAX - 15)
+        trainer = self.model_trainer(request, job_name)
+        trainer.train(input_data_config=self.input_data(request), wait=wait, logs=wait)
+        return trainer._latest_training_job.training_job_name
+
+    def train(self, request: TrainingRequest) -> TrainingResult:
+        """Run a training job to the end (streaming its logs)."""
+        name = self.submit_training(request, wait=True)
+        return self._result(name, request.hyperparameters)
+
+    def _result(self, job_name: str, hyperparameters: HyperParameters) -> TrainingResult:
+        described = self.sagemaker.describe_training_job(TrainingJobName=job_name)
+        status = described["TrainingJobStatus"]
+        if status != "Completed":
+            raise SageMakerJobError(f"training job {job_name} ended {status}: "
+                                    f"{described.get('FailureReason', 'no reason given')}")
+        metrics = {m["MetricName"]: m["Value"] for m in described.get("FinalMetricDataList", [])
+                   if m["MetricName"] in {d["Name"] for d in METRIC_DEFINITIONS}}
+        return TrainingResult(
+            job_name=job_name, job_arn=described["TrainingJobArn"],
+            model_data_url=described["ModelArtifacts"]["S3ModelArtifacts"],
+            metrics=metrics or self._metrics_from_logs(job_name), hyperparameters=hyperparameters)
+
+    def _metrics_from_logs(self, job_name: str) -> dict[str, float]:
+        """Fallback when SageMaker recorded no final metrics: the same regexes on the logs."""
+        try:
+            events = self.logs.filter_log_events(logGroupName="/aws/sagemaker/TrainingJobs",
+                                                 logStreamNamePrefix=f"{job_name}/")
+        except self.logs.exceptions.ResourceNotFoundException:
+            return {}
+        return final_metrics("\n".join(e["message"] for e in events.get("events", [])))
+
+    def submit_tuning(self, request: TuningRequest, job_name: str | None = None,
+                      wait: bool = False) -> str:
+        """Create a Bayesian tuning job over the ranges; return its name."""
+        from sagemaker.core.parameter import ContinuousParameter, IntegerParameter
+        from sagemaker.train.tuner import HyperparameterTuner
+
+        job_name = job_name or naming.job_name("tune", naming.TUNING_JOB_NAME_MAX)
+        ranges = request.ranges
+        tuner = HyperparameterTuner(
+            model_trainer=self.model_trainer(request.training, job_name),
+            objective_metric_name=OBJECTIVE_METRIC,
+            objective_type=OBJECTIVE_TYPE,
+            metric_definitions=[dict(d) for d in METRIC_DEFINITIONS],
+            hyperparameter_ranges={
+                "lr": ContinuousParameter(*ranges.lr, scaling_type="Logarithmic"),
+                "batch-size": IntegerParameter(*ranges.batch_size),
+                "epochs": IntegerParameter(*ranges.epochs)},
+            strategy="Bayesian",
+            max_jobs=request.max_jobs,
+            max_parallel_jobs=request.max_parallel_jobs,
+            random_seed=request.training.hyperparameters.seed,
+        )
+        tuner.tune(inputs=self.input_data(request.training), job_name=job_name, wait=wait)
+        return job_name
+
+    def tune(self, request: TuningRequest) -> TuningResult:
+        """Run a tuning job to the end; its best trial is the result."""
+        name = self.submit_tuning(request, wait=True)
+        described = self.sagemaker.describe_hyper_parameter_tuning_job(
+            HyperParameterTuningJobName=name)
+        if described["HyperParameterTuningJobStatus"] != "Completed":
+            raise SageMakerJobError(
+                f"tuning job {name} ended {described['HyperParameterTuningJobStatus']}")
+        best_name = self.best_training_job(name)
+        hps = HyperParameters.from_strings(self.sagemaker.describe_training_job(
+            TrainingJobName=best_name)["HyperParameters"])
+        objective = described["BestTrainingJob"].get(
+            "FinalHyperParameterTuningJobObjectiveMetric", {}).get("Value")
+        return TuningResult(tuning_job_name=name, best=self._result(best_name, hps),
+                            objective_value=float("nan" if objective is None else objective))
+
+    def best_training_job(self, tuning_job_name: str) -> str:
+        described = self.sagemaker.describe_hyper_parameter_tuning_job(
+            HyperParameterTuningJobName=tuning_job_name)
+        name = (described.get("BestTrainingJob") or {}).get("TrainingJobName")
+        if not name:
+            raise SageMakerJobError(f"tuning job {tuning_job_name} has no best training job")
+        return name
+
+
+def _metric_definitions() -> list:
+    from sagemaker.core.shapes import MetricDefinition
+
+    return [MetricDefinition(name=d["Name"], regex=d["Regex"]) for d in METRIC_DEFINITIONS]
+

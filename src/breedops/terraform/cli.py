@@ -1,0 +1,77 @@
+"""`breedops terraform ...`: apply, plan, destroy, validate-all, test-modules."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from breedops.settings import ENVIRONMENTS
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `terraform` command group."""
+    parser = subparsers.add_parser("terraform", help="drive the Terraform environments")
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    def add(name: str, func, help_text: str, with_env: bool = True) -> argparse.ArgumentParser:
+        sub = actions.add_parser(name, help=help_text)
+        if with_env:
+            sub.add_argument("--env", default="local", choices=ENVIRONMENTS,
+                             help="environment root under terraform/envs (default: local)")
+        sub.set_defaults(func=func)
+        return sub
+
+    add("apply", _apply, "apply the environment (base, plus serving once an artifact exists)")
+    add("plan", _plan, "plan the environment into plan.json and PLAN.md")
+    destroy = add("destroy", _destroy, "destroy the environment except the data bucket")
+    destroy.add_argument("--force", action="store_true",
+                         help="also delete the data bucket with every object in it")
+    add("output", _output, "print the environment's outputs as JSON")
+    add("validate-all", _validate_all, "fmt -check and validate every module and env",
+        with_env=False)
+    add("test-modules", _test_modules, "run terraform test in every module", with_env=False)
+
+
+def _apply(args: argparse.Namespace) -> int:
+    from breedops import terraform
+
+    print(json.dumps(terraform.apply(args.env), indent=2))
+    return 0
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from breedops import terraform
+
+    plan_json, plan_md = terraform.plan(args.env)
+    print(plan_md.read_text(), end="")
+    print(f"wrote {plan_json} and {plan_md}")
+    return 0
+
+
+def _destroy(args: argparse.Namespace) -> int:
+    from breedops import terraform
+
+    terraform.destroy(args.env, force=args.force)
+    return 0
+
+
+def _output(args: argparse.Namespace) -> int:
+    from breedops import terraform
+
+    print(json.dumps(terraform.outputs(args.env), indent=2))
+    return 0
+
+
+def _validate_all(args: argparse.Namespace) -> int:
+    from breedops import terraform
+
+    terraform.validate_all()
+    print("every module and environment is formatted and valid")
+    return 0
+
+
+def _test_modules(args: argparse.Namespace) -> int:
+    from breedops import terraform
+
+    terraform.test_modules()
+    return 0

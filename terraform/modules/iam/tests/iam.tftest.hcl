@@ -1,0 +1,239 @@
+mock_provider "aws" {
+  mock_data "aws_caller_identity" {
+    defaults = { account_id = "123456789012" }
+  }
+  mock_data "aws_partition" {
+    defaults = { partition = "aws" }
+  }
+  mock_data "aws_region" {
+    defaults = { name = "us-east-1" }
+  }
+  # Policy JSON is rendered by the provider, so the tests assert on the statements instead.
+  mock_data "aws_iam_policy_document" {
+    defaults = { json = "{\"Version\":\"2012-10-17\",\"Statement\":[]}" }
+  }
+  mock_resource "aws_iam_policy" {
+    defaults = { arn = "arn:aws:iam::123456789012:policy/breedops-test-policy" }
+  }
+  mock_resource "aws_iam_role" {
+    defaults = { arn = "arn:aws:iam::123456789012:role/breedops-test-sagemaker-execution" }
+  }
+}
+
+variables {
+  name_prefix          = "breedops-test"
+  bucket_arn           = "arn:aws:s3:::breedops-test-data-123456789012"
+  kms_key_arn          = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+  endpoint_name        = "breedops-test-endpoint"
+  lambda_function_name = "breedops-test-inference"
+}
+
+run "no_wildcard_actions_and_sid_everywhere" {
+  command = apply
+
+  variables {
+    create_training_instance_profile = true
+    lambda_tracing_enabled           = true
+  }
+
+  assert {
+    condition = alltrue(flatten([
+      for doc in [
+        data.aws_iam_policy_document.s3_training, data.aws_iam_policy_document.kms_use,
+        data.aws_iam_policy_document.sagemaker_execution, data.aws_iam_policy_document.lambda,
+        data.aws_iam_policy_document.lambda_tracing, data.aws_iam_policy_document.training_instance,
+        data.aws_iam_policy_document.operator,
+        ] : [
+        for s in doc.statement : alltrue([for a in s.actions : !strcontains(a, "*")])
+      ]
+    ]))
+    error_message = "No IAM statement may grant a wildcard action."
+  }
+
+  assert {
+    condition = alltrue(flatten([
+      for doc in [
+        data.aws_iam_policy_document.s3_training, data.aws_iam_policy_document.kms_use,
+        data.aws_iam_policy_document.sagemaker_execution, data.aws_iam_policy_document.lambda,
+        data.aws_iam_policy_document.lambda_tracing, data.aws_iam_policy_document.training_instance,
+        data.aws_iam_policy_document.operator,
+      ] : [for s in doc.statement : s.sid != null && s.sid != ""]
+    ]))
+    error_message = "Every IAM statement must carry a sid."
+  }
+
+  assert {
+    condition = toset(flatten([
+      for doc in [
+        data.aws_iam_policy_document.sagemaker_execution, data.aws_iam_policy_document.lambda,
+        data.aws_iam_policy_document.lambda_tracing, data.aws_iam_policy_document.training_instance,
+        data.aws_iam_policy_document.operator, data.aws_iam_policy_document.s3_training,
+        ] : [
+        for s in doc.statement : s.sid if contains(s.resources, "*")
+      ]
+    ])) == toset(["PutMetricsInSageMakerNamespaces", "EcrAuthorizationToken", "WriteXRayTraces", "SessionManagerChannels"])
+    error_message = "Resource \"*\" is allowed only for the actions AWS cannot scope: PutMetricData, GetAuthorizationToken, X-Ray writes and Session Manager channels."
+  }
+
+  assert {
+    condition     = aws_iam_instance_profile.training_instance[0].name == "breedops-test-training-instance"
+    error_message = "The training instance profile must exist when create_training_instance_profile is true."
+  }
+}
+
+run "sagemaker_execution_role_is_scoped_to_prefixes" {
+  command = apply
+
+  assert {
+    condition = one([
+      for s in data.aws_iam_policy_document.s3_training.statement : s if s.sid == "ListBucketByPrefix"
+      ]).resources == toset(["arn:aws:s3:::breedops-test-data-123456789012"]) && toset(one([
+        for s in data.aws_iam_policy_document.s3_training.statement : s if s.sid == "ListBucketByPrefix"
+    ]).condition[*].variable) == toset(["s3:prefix"])
+    error_message = "s3:ListBucket must be on the bucket alone and limited by an s3:prefix condition."
+  }
+
+  assert {
+    condition = one([
+      for s in data.aws_iam_policy_document.s3_training.statement : s if s.sid == "WriteJobsAndCheckpoints"
+      ]).resources == toset([
+      "arn:aws:s3:::breedops-test-data-123456789012/jobs/*",
+      "arn:aws:s3:::breedops-test-data-123456789012/checkpoints/*",
+    ])
+    error_message = "Training may write only under jobs/ and checkpoints/."
+  }
+
+  assert {
+    condition = one([
+      for s in data.aws_iam_policy_document.sagemaker_execution.statement : s if s.sid == "WriteSageMakerLogs"
+      ]).resources == toset([
+      "arn:aws:logs:us-east-1:123456789012:log-group:/aws/sagemaker/*",
+      "arn:aws:logs:us-east-1:123456789012:log-group:/aws/sagemaker/*:log-stream:*",
+    ])
+    error_message = "The execution role may write logs only to the /aws/sagemaker/ log groups."
+  }
+
+  assert {
+    condition = toset(flatten([
+      for s in data.aws_iam_policy_document.sagemaker_execution.statement : [for c in s.condition : c.variable]
+      if s.sid == "PutMetricsInSageMakerNamespaces"
+    ])) == toset(["cloudwatch:namespace"])
+    error_message = "cloudwatch:PutMetricData must be limited by a cloudwatch:namespace condition."
+  }
+
+  assert {
+    condition = one([
+      for s in data.aws_iam_policy_document.sagemaker_execution.statement : s if s.sid == "PullFrameworkImages"
+      ]).resources == toset([
+      "arn:aws:ecr:us-east-1:763104351884:repository/pytorch-training",
+      "arn:aws:ecr:us-east-1:763104351884:repository/pytorch-inference",
+    ])
+    error_message = "ECR pulls must be limited to the framework image repositories."
+  }
+
+  assert {
+    condition     = length(aws_iam_instance_profile.training_instance) == 0
+    error_message = "The training instance profile must not exist by default."
+  }
+}
+
+run "lambda_role_invokes_exactly_one_endpoint" {
+  command = apply
+
+  assert {
+    condition = one([
+      for s in data.aws_iam_policy_document.lambda.statement : s if s.sid == "InvokeTheEndpoint"
+    ]).resources == toset(["arn:aws:sagemaker:us-east-1:123456789012:endpoint/breedops-test-endpoint"])
+    error_message = "The Lambda role may invoke exactly the one endpoint ARN."
+  }
+
+  assert {
+    condition = one([
+      for s in data.aws_iam_policy_document.lambda.statement : s if s.sid == "WriteOwnLogs"
+    ]).resources == toset(["arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/breedops-test-inference:log-stream:*"])
+    error_message = "The Lambda role may write logs only to its own log group."
+  }
+
+  assert {
+    condition     = length(data.aws_iam_policy_document.lambda.source_policy_documents) == 0
+    error_message = "X-Ray permissions must be granted only when tracing is enabled."
+  }
+}
+
+run "operator_is_limited_to_project_prefix_and_passrole_condition" {
+  command = apply
+
+  assert {
+    condition = alltrue([
+      for r in one([for s in data.aws_iam_policy_document.operator.statement : s if s.sid == "ManageProjectJobsAndModels"]).resources :
+      endswith(r, "/breedops-test*")
+    ])
+    error_message = "The operator may manage only jobs and models whose names start with the project prefix."
+  }
+
+  assert {
+    condition = toset(flatten([
+      for s in data.aws_iam_policy_document.operator.statement : s.resources if s.sid == "PassExecutionRoleToSageMaker"
+      ])) == toset(["arn:aws:iam::123456789012:role/breedops-test-sagemaker-execution"]) && toset(flatten([
+      for s in data.aws_iam_policy_document.operator.statement : [for c in s.condition : "${c.variable}=${join(",", c.values)}"]
+      if s.sid == "PassExecutionRoleToSageMaker"
+    ])) == toset(["iam:PassedToService=sagemaker.amazonaws.com"])
+    error_message = "iam:PassRole must name only the execution role and require iam:PassedToService = sagemaker.amazonaws.com."
+  }
+}
+
+run "reject_uppercase_name_prefix" {
+  command = plan
+  variables {
+    name_prefix = "Breedops"
+  }
+  expect_failures = [var.name_prefix]
+}
+
+run "reject_bucket_arn_that_is_not_s3" {
+  command = plan
+  variables {
+    bucket_arn = "arn:aws:iam::123456789012:role/x"
+  }
+  expect_failures = [var.bucket_arn]
+}
+
+run "reject_kms_arn_that_is_not_a_key" {
+  command = plan
+  variables {
+    kms_key_arn = "alias/x"
+  }
+  expect_failures = [var.kms_key_arn]
+}
+
+run "reject_framework_account_that_is_not_12_digits" {
+  command = plan
+  variables {
+    framework_image_repositories = { account_id = "7631" }
+  }
+  expect_failures = [var.framework_image_repositories]
+}
+
+run "reject_wildcard_metric_namespace" {
+  command = plan
+  variables {
+    metric_namespaces = ["*"]
+  }
+  expect_failures = [var.metric_namespaces]
+}
+
+run "reject_invalid_endpoint_name" {
+  command = plan
+  variables {
+    endpoint_name = "bad_name!"
+  }
+  expect_failures = [var.endpoint_name]
+}
+
+run "reject_invalid_lambda_function_name" {
+  command = plan
+  variables {
+    lambda_function_name = "bad name"
+  }
+  expect_failures = [var.lambda_function_name]
+}

@@ -1,0 +1,104 @@
+mock_provider "aws" {
+  mock_data "aws_ami" {
+    defaults = { id = "ami-0123456789abcdef0" }
+  }
+  mock_data "aws_vpc" {
+    defaults = { id = "vpc-0123456789abcdef0" }
+  }
+}
+
+variables {
+  name_prefix           = "breedops-test"
+  instance_profile_name = "breedops-test-training-instance"
+  training = {
+    bucket_name = "breedops-test-data-123456789012"
+    job_name    = "ec2-train-001"
+  }
+}
+
+run "off_by_default" {
+  command = plan
+
+  assert {
+    condition     = length(aws_instance.this) == 0 && length(aws_security_group.this) == 0 && length(data.aws_ami.deep_learning) == 0
+    error_message = "No instance, security group or AMI lookup may exist unless create is true."
+  }
+}
+
+run "instance_is_hardened" {
+  command = plan
+
+  variables {
+    create = true
+  }
+
+  assert {
+    condition     = aws_instance.this[0].instance_type == "g5.xlarge" && aws_instance.this[0].iam_instance_profile == "breedops-test-training-instance"
+    error_message = "The instance must default to g5.xlarge and use the instance profile."
+  }
+
+  assert {
+    condition     = aws_instance.this[0].metadata_options[0].http_tokens == "required" && aws_instance.this[0].metadata_options[0].http_put_response_hop_limit == 1
+    error_message = "IMDSv2 must be required with a hop limit of 1."
+  }
+
+  assert {
+    condition     = aws_instance.this[0].root_block_device[0].encrypted
+    error_message = "The root volume must be encrypted."
+  }
+
+  assert {
+    condition     = length(aws_security_group.this[0].ingress) == 0
+    error_message = "There must be no inbound rule: Session Manager is the way in."
+  }
+
+  assert {
+    condition     = aws_instance.this[0].instance_initiated_shutdown_behavior == "stop"
+    error_message = "The shutdown at the end of the user data must stop the instance, not terminate it."
+  }
+
+  assert {
+    condition     = contains(data.aws_ami.deep_learning[0].owners, "amazon") && strcontains(local.user_data, "s3://breedops-test-data-123456789012/jobs/ec2-train-001/output/model.tar.gz") && strcontains(local.user_data, "shutdown -h now")
+    error_message = "The AMI must be Amazon's, and the user data must upload to jobs/<name>/output/ and shut down."
+  }
+}
+
+run "reject_non_gpu_instance_type" {
+  command = plan
+  variables {
+    instance_type = "t3.micro"
+  }
+  expect_failures = [var.instance_type]
+}
+
+run "reject_small_root_volume" {
+  command = plan
+  variables {
+    root_volume_size_gb = 20
+  }
+  expect_failures = [var.root_volume_size_gb]
+}
+
+run "reject_empty_ami_filter" {
+  command = plan
+  variables {
+    ami_name_filter = " "
+  }
+  expect_failures = [var.ami_name_filter]
+}
+
+run "reject_invalid_job_name" {
+  command = plan
+  variables {
+    training = { bucket_name = "b-123", job_name = "bad_name!" }
+  }
+  expect_failures = [var.training]
+}
+
+run "reject_uppercase_name_prefix" {
+  command = plan
+  variables {
+    name_prefix = "Breedops"
+  }
+  expect_failures = [var.name_prefix]
+}

@@ -1,0 +1,56 @@
+"""Fixtures for the job tests: a bucket with the digits dataset in the emulator."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+
+TRAIN_PER_CLASS = 24
+SAGEMAKER_TRUST = {"Version": "2012-10-17", "Statement": [{
+    "Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"},
+    "Action": "sts:AssumeRole"}]}
+# The `*`-resource actions the SDK v3 checks on an execution role before it submits a job.
+SAGEMAKER_SMOKE_TEST_POLICY = {"Version": "2012-10-17", "Statement": [{
+    "Sid": "SdkRoleValidation", "Effect": "Allow", "Resource": "*",
+    "Action": ["ecr:GetAuthorizationToken", "cloudwatch:PutMetricData", "ec2:Describe*",
+               "ec2:CreateNetworkInterface", "ec2:CreateNetworkInterfacePermission",
+               "ec2:DeleteNetworkInterface", "ec2:DeleteNetworkInterfacePermission"]}]}
+
+
+def create_role(iam, name: str, policy: dict | None) -> str:
+    arn = iam.create_role(RoleName=name,
+                          AssumeRolePolicyDocument=json.dumps(SAGEMAKER_TRUST))["Role"]["Arn"]
+    if policy:
+        iam.put_role_policy(RoleName=name, PolicyName="sdk", PolicyDocument=json.dumps(policy))
+    return arn
+
+
+@pytest.fixture(scope="session")
+def digits_bucket(aws_emulator, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A bucket holding `data/digits/` (16-pixel renders: fast to train on)."""
+    import boto3
+
+    from breedops.data.prepare import render_digits
+    from breedops.data.upload import upload_dataset
+
+    root = tmp_path_factory.mktemp("jobs-data") / "digits"
+    render_digits(root, image_size=16)
+    # A subset: every job downloads its channels from the emulator, one GET per image.
+    for split, keep in (("train", TRAIN_PER_CLASS), ("valid", 4), ("test", 4)):
+        for folder in (root / split).iterdir():
+            for extra in sorted(folder.iterdir())[keep:]:
+                extra.unlink()
+    bucket = f"jobs-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3").create_bucket(Bucket=bucket)
+    upload_dataset(root, bucket, "digits")
+    return bucket
+
+
+@pytest.fixture
+def artifacts_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An isolated project root, so the artifacts file lands under tmp_path."""
+    monkeypatch.setenv("BREEDOPS_ROOT", str(tmp_path))
+    return tmp_path

@@ -1,0 +1,69 @@
+"""Unit tests of the Terraform driver: CLI config, env file, error lines, plan summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from breedops.terraform import runner
+from breedops.terraform.plan_summary import render, summarize
+
+
+def test_cli_config_file_ignores_missing_configured_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("BREEDOPS_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("TF_CLI_CONFIG_FILE", str(tmp_path / "missing.rc"))
+    (tmp_path / "terraform.rc").write_text("provider_installation { direct {} }\n")
+    assert runner.cli_config_file() == tmp_path / "terraform.rc"
+
+
+def test_cli_config_file_is_none_without_any_config(tmp_path, monkeypatch):
+    monkeypatch.setenv("BREEDOPS_STATE_DIR", str(tmp_path))
+    monkeypatch.delenv("TF_CLI_CONFIG_FILE", raising=False)
+    assert runner.cli_config_file() is None
+
+
+def test_terraform_env_reads_emulator_env_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("BREEDOPS_STATE_DIR", str(tmp_path))
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    (tmp_path / "env").write_text("export AWS_ENDPOINT_URL=http://127.0.0.1:5566\n# note\n")
+    assert runner.terraform_env("local")["AWS_ENDPOINT_URL"] == "http://127.0.0.1:5566"
+
+
+def test_terraform_env_without_emulator_raises(tmp_path, monkeypatch):
+    monkeypatch.setenv("BREEDOPS_STATE_DIR", str(tmp_path))
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with pytest.raises(runner.TerraformError, match="make up"):
+        runner.terraform_env("local")
+
+
+def test_first_error_picks_error_line():
+    output = "noise\n╷\n│ Error: creating S3 Bucket: BucketNotEmpty\n│ more\n╵\n"
+    assert runner.first_error(output) == "Error: creating S3 Bucket: BucketNotEmpty"
+    assert runner.first_error("just a line\n") == "just a line"
+
+
+def test_run_failure_names_root(tmp_path):
+    (tmp_path / "main.tf").write_text('resource "x" {\n')
+    with pytest.raises(runner.TerraformError, match=r"terraform validate failed in .*Error:"):
+        runner.run(Path(tmp_path), "validate", "-no-color", capture=True)
+
+
+def test_summarize_counts_actions_per_module():
+    plan = {"resource_changes": [
+        {"address": "module.a.x.y", "module_address": "module.a", "change": {"actions": ["create"]}},
+        {"address": "module.a.x.z", "module_address": "module.a",
+         "change": {"actions": ["delete", "create"]}},
+        {"address": "x.root", "change": {"actions": ["no-op"]}},
+        {"address": "x.gone", "change": {"actions": ["delete"]}},
+    ]}
+    counts = summarize(plan)
+    assert counts["module.a"] == {"add": 1, "replace": 1}
+    assert counts["root"] == {"destroy": 1}
+    text = render("local", plan)
+    assert "1 to add, 0 to change, 1 to replace, 1 to destroy" in text
+    assert "- `module.a.x.z`" in text
+
+
+def test_render_empty_plan_says_no_changes():
+    assert "No changes." in render("local", {"resource_changes": []})
