@@ -147,7 +147,14 @@ def _parse_proxy_event(event: dict[str, Any]) -> tuple[bytes, str]:
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise RequestError(400, "BadRequest", f"the body is not valid JSON: {e}") from e
         return _parse_json_document(document)
-    image = _decode_base64(body) if event.get("isBase64Encoded") else body.encode("latin-1")
+    if event.get("isBase64Encoded"):
+        image = _decode_base64(body)
+    else:
+        try:  # API Gateway passes binary unencoded only as latin-1 text
+            image = body.encode("latin-1")
+        except UnicodeEncodeError as e:
+            raise RequestError(400, "BadRequest", "the binary body arrived as text: enable binary "
+                               "media types on the API, or send base64") from e
     return image, _sniff(image)
 
 

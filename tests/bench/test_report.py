@@ -23,7 +23,8 @@ LEVELS = [level(1, 8.0, 140), level(2, 11.0, 260), level(4, 12.0, 480),
 def test_capacity_from_levels_takes_best_within_bound():
     capacity = capacity_from_levels(LEVELS, p99_bound_ms=500)
     # 12.5 req/s breaks the p99 bound and 13.0 had errors: 12.0 is the capacity.
-    assert capacity == {"max_rps": 12.0, "at_concurrency": 4, "recommended_target": 360}
+    assert capacity == {"max_rps": 12.0, "at_concurrency": 4, "recommended_target": 360,
+                        "max_rps_any_latency": 12.5}
 
 
 def test_capacity_from_levels_none_within_bound():
@@ -44,7 +45,8 @@ def results_fixture() -> dict:
     latency = {"p50_ms": 40.0, "p99_ms": 60.0}
     return {
         "date": "2026-01-01T00:00:00+00:00", "plan": "full", "total_seconds": 600,
-        "machine": {"cpu_count": 2, "torch": "2.14.1"}, "section_seconds": {},
+        "machine": {"cpu_count": 2, "torch": "2.14.1", "load_average_1m_at_start": 0.5,
+                    "load_average_1m_at_end": 7.5}, "section_seconds": {},
         "serving": {"image_size": 224, "requests": 40, "architectures": {"resnet18": {
             "forward": latency, "handler": latency, "endpoint": latency,
             "lambda_end_to_end": latency, "lambda_cold_init_ms": 300.0,
@@ -73,6 +75,7 @@ def test_write_report_has_figures_and_the_terraform_value(tmp_path):
     # A failed section is reported as such; a missing one as not measured.
     assert "Not available: RuntimeError: boom" in summary
     assert "Not available: not measured" in summary
+    assert "load average up to 7.5 on 2 cores" in summary
     assert "| resnet18 | lambda_end_to_end | 40.0 | - | 60.0 |" in summary
     assert "| resnet18 | lambda_max_memory_used_mb | 80 |" in summary
 

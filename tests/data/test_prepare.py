@@ -6,6 +6,7 @@ import http.server
 import logging
 import threading
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from PIL import Image
@@ -77,14 +78,14 @@ class _RangeHandler(http.server.BaseHTTPRequestHandler):
     """Serves one payload and honours `Range: bytes=N-` like S3 does."""
 
     payload = bytes(range(256)) * 64
-    ranges: list[str] = []
+    ranges: ClassVar[list[str]] = []
 
-    def do_HEAD(self) -> None:  # noqa: N802 - the http.server API
+    def do_HEAD(self) -> None:
         self.send_response(200)
         self.send_header("Content-Length", str(len(self.payload)))
         self.end_headers()
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         start = 0
         if header := self.headers.get("Range"):
             self.ranges.append(header)

@@ -13,7 +13,11 @@ import torch
 
 from breedops.jobs import workflow
 from breedops.jobs.local_backend import (
-    STATUS_TAG, JobFailedError, LocalBackend, MissingChannelError)
+    STATUS_TAG,
+    JobFailedError,
+    LocalBackend,
+    MissingChannelError,
+)
 from breedops.jobs.metrics import METRIC_DEFINITIONS
 from breedops.jobs.spec import HyperParameters, ParameterRanges, TrainingRequest, TuningRequest
 from breedops.settings import artifacts_file

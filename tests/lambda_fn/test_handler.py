@@ -67,6 +67,8 @@ BAD_REQUESTS = [
                                       headers={"Content-Type": "text/csv"}),
      415, "unsupported content type 'text/csv'"),
     ("not a JPEG or PNG", {"image": b64(image_bytes(fmt="GIF"))}, 415, "neither a JPEG nor a PNG"),
+    ("binary body as text", load_event("apigw_binary_image.json", body="\u20ac", isBase64Encoded=False),
+     400, "binary media types"),
     ("oversized payload", {"image": "A" * (6 * 1024 * 1024 + 4)}, 413, "the limit is 6291456"),
     ("oversized binary body", load_event("apigw_binary_image.json",
                                          body="A" * (6 * 1024 * 1024 + 4)), 413, "limit"),

@@ -161,6 +161,7 @@ def test_endpoint_changes_are_served_without_restart(deployment, tmp_path):
         DesiredWeightsAndCapacities=[{"VariantName": "AllTraffic", "DesiredInstanceCount": 2}],
     )
     wait_for(("test-2", 2))
+    sagemaker.delete_endpoint(EndpointName="tiny-updated")
 
 
 def test_container_contract_serves_one_model_dir(model_dir):
@@ -255,5 +256,42 @@ def test_invoke_endpoint_missing_model_data_gives_service_unavailable(deployment
     with pytest.raises(ClientError) as raised:
         client.invoke_endpoint(EndpointName="no-model-data", ContentType="image/jpeg",
                                Body=jpeg_bytes())
+    boto3.client("sagemaker").delete_endpoint(EndpointName="no-model-data")
     assert raised.value.response["Error"]["Code"] == "ServiceUnavailable"
     assert "cannot be read" in raised.value.response["Error"]["Message"]
+
+
+def test_preload_loads_new_inservice_endpoint_before_any_request(deployment, tmp_path):
+    import threading
+
+    import boto3
+
+    from breedops.serving.hosting import EndpointRegistry
+
+    boto3.client("sagemaker").create_endpoint(EndpointName="tiny-preloaded",
+                                              EndpointConfigName="tiny-v1")
+    registry = EndpointRegistry(tmp_path)
+    threading.Thread(target=registry.preload_forever, args=(0.2,), daemon=True).start()
+    try:
+        deadline = time.monotonic() + 60
+        while "tiny-preloaded" not in registry._pools:
+            assert time.monotonic() < deadline, "the endpoint was never preloaded"
+            time.sleep(0.2)
+    finally:
+        registry.close()
+    assert registry._closed.is_set()
+
+
+def test_worker_pool_retired_refuses_new_requests(model_dir):
+    from breedops.serving.hosting import PoolRetiredError, WorkerPool
+
+    pool = WorkerPool(model_dir, 1)
+    header = {"content_type": "image/jpeg", "accept": None, "headers": {}}
+    assert pool.invoke(header, jpeg_bytes()).status == 200
+    stopped = pool.retire()
+    assert len(stopped) == 1
+    for worker in stopped:
+        worker.wait()
+        assert not worker.alive()
+    with pytest.raises(PoolRetiredError):
+        pool.invoke(header, jpeg_bytes())

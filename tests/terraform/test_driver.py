@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from breedops.terraform import runner
+from breedops.terraform import PROTECTED_MODULE, destroy_targets, runner
 from breedops.terraform.plan_summary import render, summarize
 
 
@@ -67,3 +67,24 @@ def test_summarize_counts_actions_per_module():
 
 def test_render_empty_plan_says_no_changes():
     assert "No changes." in render("local", {"resource_changes": []})
+
+
+def test_destroy_targets_keep_protected_bucket_module():
+    addresses = [
+        f"{PROTECTED_MODULE}.aws_s3_bucket.this",
+        f"{PROTECTED_MODULE}.data.aws_iam_policy_document.bucket",
+        "module.platform.module.iam.aws_iam_role.lambda",
+        "module.platform.module.iam.data.aws_iam_policy_document.lambda",
+        'module.platform.module.endpoint[0].aws_sagemaker_endpoint.this',
+        "module.platform.data.aws_region.current",
+        "aws_s3_object.marker",
+    ]
+    assert destroy_targets(addresses) == [
+        "aws_s3_object.marker",
+        "module.platform.module.endpoint[0]",
+        "module.platform.module.iam",
+    ]
+
+
+def test_destroy_targets_empty_when_only_bucket_left():
+    assert destroy_targets([f"{PROTECTED_MODULE}.aws_kms_key.this"]) == []

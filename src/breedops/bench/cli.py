@@ -19,13 +19,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="a short smoke run (a minute or two) instead of the full measurement")
     run.add_argument("--output-dir", default=None,
                      help="where results go (default: benchmarks/results)")
+    run.add_argument("--p99-bound-ms", type=float, default=None,
+                     help="the p99 latency an instance must keep to count its throughput "
+                          "(default: 500)")
     run.set_defaults(func=run_command)
     register_autoscale(subparsers)
     register_load(subparsers)
 
 
 def run_command(args: argparse.Namespace) -> int:
+    from breedops.bench.endpoint import P99_BOUND_MS
     from breedops.bench.runner import run_benchmarks
 
-    run_benchmarks(quick=args.quick, output_dir=args.output_dir)
+    run_benchmarks(quick=args.quick, output_dir=args.output_dir,
+                   p99_bound_ms=args.p99_bound_ms or P99_BOUND_MS)
     return 0

@@ -86,6 +86,7 @@ def write_markdown(results: dict[str, Any], plots: dict[str, Path], results_path
              f"[`{results_path.name}`](results/{results_path.name}). Reproduce with:"), "",
              "```", REPRODUCE, "```", "", "## Machine", ""]
     lines += [f"- {key}: {value}" for key, value in results["machine"].items()]
+    lines += _busy_warning(results["machine"])
     lines += _serving_lines(results.get("serving"))
     lines += _throughput_lines(results.get("endpoint_throughput"))
     lines += _speedup_lines(results.get("speedups"))
@@ -96,6 +97,18 @@ def write_markdown(results: dict[str, Any], plots: dict[str, Path], results_path
         lines += [f"![{name}](results/{path.name})" for name, path in plots.items()]
     target.write_text("\n".join(lines) + "\n")
     return target
+
+
+def _busy_warning(machine: dict[str, Any]) -> list[str]:
+    """Say so when other work shared the cores: every figure is then pessimistic and noisy."""
+    cores = machine.get("cpu_count") or 1
+    load = max(machine.get("load_average_1m_at_start") or 0,
+               machine.get("load_average_1m_at_end") or 0)
+    if load <= cores:
+        return []
+    return ["", (f"**Warning:** the machine was busy with other work (1-minute load average up "
+            f"to {load} on {cores} cores), so these figures are pessimistic and noisy. Re-run "
+            "`make bench` on an idle machine before acting on them.")]
 
 
 def _latencies(figures: dict[str, Any]) -> dict[str, dict[str, float]]:
@@ -143,7 +156,9 @@ def _throughput_lines(section: dict[str, Any] | None) -> list[str]:
                   ("endpoint_autoscaling = { target_invocations_per_instance = "
                   f"{section['recommended_target']} }}"), "```"]
     else:
-        lines += ["", "No level met the bound: no target can be recommended from this run."]
+        lines += ["", ("No level met the bound: no target can be recommended from this run "
+                  f"(best throughput at any latency: {section.get('max_rps_any_latency')} "
+                  "req/s).")]
     return lines
 
 

@@ -124,7 +124,8 @@ def _autoscaling(capacity_rps: float | None) -> dict[str, Any]:
             "rows": rows}
 
 
-def run_benchmarks(quick: bool = False, output_dir: str | Path | None = None) -> Path:
+def run_benchmarks(quick: bool = False, output_dir: str | Path | None = None,
+                   p99_bound_ms: float = 500.0) -> Path:
     """Measure everything the plan asks for; write JSON, PNGs and BENCHMARKS.md."""
     from breedops.bench import endpoint, report, speedups
     from breedops.bench.serving import run_serving_benchmark
@@ -139,7 +140,7 @@ def run_benchmarks(quick: bool = False, output_dir: str | Path | None = None) ->
     _section(results, "serving", lambda: run_serving_benchmark(
         requests=plan.latency_requests, architectures=plan.architectures))
     _section(results, "endpoint_throughput", lambda: endpoint.endpoint_throughput(
-        plan.architectures[0], plan.concurrency_levels, plan.seconds_per_level))
+        plan.architectures[0], plan.concurrency_levels, plan.seconds_per_level, p99_bound_ms))
     _section(results, "speedups", lambda: {arch: speedups.compare_variants(
         arch, repeats=plan.speedup_repeats) for arch in plan.architectures})
     _section(results, "training", lambda: _training(plan))
@@ -157,7 +158,7 @@ def run_benchmarks(quick: bool = False, output_dir: str | Path | None = None) ->
                 results["total_seconds"])
     recommended = results.get("endpoint_throughput", {}).get("recommended_target")
     if recommended:
-        print(f"endpoint_target_invocations_per_instance = {recommended}  "
-              f"# max {capacity} req/s x {endpoint.SAFETY_FACTOR} x 60")
+        print(f"endpoint_autoscaling = {{ target_invocations_per_instance = {recommended} }}"
+              f"  # max {capacity} req/s x {endpoint.SAFETY_FACTOR} x 60")
     print(f"results: {path}\nsummary: {summary}")
     return path

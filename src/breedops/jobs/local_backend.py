@@ -99,7 +99,8 @@ class LocalBackend:
             hosts = self._prepare_hosts(request, job_name, job_dir, keys)
             threads = threads or max(1, self.cpu_count // request.instance_count)
             returncode = self._run_processes(request, job_name, hosts, threads)
-            self._sync_checkpoints_up(request, job_name, hosts[0])
+            if returncode != 0:  # only an unfinished job resumes: keep its checkpoint in S3
+                self._sync_checkpoints_up(request, job_name, hosts[0])
             log_path = hosts[0] / "logs" / "train.log"
             log_text = log_path.read_text(errors="replace")
             if returncode != 0:

@@ -4,7 +4,8 @@
 model data URL through the SageMaker API of the emulator, downloads and extracts the
 model.tar.gz, and serves it with as many worker processes as the variant's instance count,
 each loading the tarball's own `code/inference.py`. The endpoint is re-resolved after a short
-TTL, so `update_endpoint` takes effect without a restart. Errors have the shapes botocore
+TTL, so `update_endpoint` takes effect without a restart; new InService endpoints are loaded in
+the background, as SageMaker loads a model before it reports the endpoint InService. Errors have the shapes botocore
 parses (`x-amzn-ErrorType`, `ValidationError`, `ModelError` with the container's status).
 
 With `--model-dir DIR` it serves the container contract instead: `GET /ping` and
@@ -45,6 +46,8 @@ DEFAULT_PORT = int(os.environ.get("BREEDOPS_HOSTING_PORT", "5567"))
 RESOLVE_TTL_SECONDS = float(os.environ.get("BREEDOPS_HOSTING_TTL_SECONDS", "2.0"))
 # A local machine has few cores: more workers than this only thrash.
 MAX_WORKERS = int(os.environ.get("BREEDOPS_HOSTING_MAX_WORKERS", "8"))
+# How often the served process looks for new InService endpoints to load ahead of requests.
+PRELOAD_SECONDS = float(os.environ.get("BREEDOPS_HOSTING_PRELOAD_SECONDS", "5"))
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # InvokeEndpoint's request limit
 INVOCATIONS_PATH = re.compile(r"^/endpoints/(?P<name>[^/]+)/invocations$")
 WORKER_SCRIPT = Path(__file__).with_name("model_worker.py")
@@ -129,29 +132,47 @@ class ModelWorker:
         return header, self.process.stdout.read(int(header.get("length", 0)))
 
 
+class PoolRetiredError(Exception):
+    """The pool was replaced after the request picked it; the request asks again."""
+
+
 class WorkerPool:
-    """`size` workers for one model directory; a request waits for an idle one."""
+    """`size` workers for one model directory; a request waits for an idle one.
+
+    Retiring is graceful: requests already waiting are still served, later ones are refused
+    with `PoolRetiredError` so that they go to the pool that replaced this one.
+    """
 
     def __init__(self, model_dir: Path, size: int) -> None:
         self.model_dir, self.size = model_dir, size
-        threads = max(1, (os.cpu_count() or 1) // size)
-        self._threads = threads
+        self._threads = max(1, (os.cpu_count() or 1) // size)
         self._idle: queue.Queue[ModelWorker] = queue.Queue()
+        self._state = threading.Lock()
         self._retired = False
+        self._waiting = 0
         for _ in range(size):
-            self._idle.put(ModelWorker(model_dir, threads))
+            self._idle.put(ModelWorker(model_dir, self._threads))
         logger.info("serving %s with %d worker(s)", model_dir, size)
 
     def invoke(self, header: dict[str, Any], body: bytes) -> WorkerReply:
+        with self._state:
+            if self._retired:
+                raise PoolRetiredError(str(self.model_dir))
+            self._waiting += 1
         worker = self._idle.get()
+        with self._state:
+            self._waiting -= 1
         try:
             return worker.invoke(header, body)
         finally:
             self._give_back(worker)
 
     def retire(self) -> list[ModelWorker]:
-        """Stop idle workers now (returned, to be waited for) and busy ones when they finish."""
-        self._retired = True
+        """Stop the idle workers (returned, to be waited for); busy ones stop when done."""
+        with self._state:
+            self._retired = True
+            if self._waiting:  # they are served first; `_give_back` stops the workers after
+                return []
         stopped = []
         while True:
             try:
@@ -162,7 +183,9 @@ class WorkerPool:
             stopped.append(worker)
 
     def _give_back(self, worker: ModelWorker) -> None:
-        if self._retired:
+        with self._state:
+            keep = not self._retired or self._waiting > 0
+        if not keep:
             worker.close()
             return
         if not worker.alive():  # a crashed worker is replaced, as the model server would
@@ -186,12 +209,9 @@ class EndpointRegistry:
     """Resolves endpoints through the emulator and keeps one worker pool per live target."""
 
     def __init__(self, cache_dir: Path, ttl_seconds: float = RESOLVE_TTL_SECONDS) -> None:
-        import boto3
-
-        region = os.environ.get("AWS_DEFAULT_REGION", DEFAULT_REGION)
-        self._sagemaker = boto3.client("sagemaker", region_name=region)
-        self._s3 = boto3.client("s3", region_name=region)
-        self._sts = boto3.client("sts", region_name=region)
+        self._clients: dict[str, Any] = {}
+        self._clients_lock = threading.Lock()
+        self._closed = threading.Event()
         self._cache_dir, self._ttl_seconds = cache_dir, ttl_seconds
         self._lock = threading.Lock()
         self._resolved: dict[str, tuple[float, EndpointTarget]] = {}
@@ -249,15 +269,48 @@ class EndpointRegistry:
                           min(target.instance_count, MAX_WORKERS))
 
     def close(self) -> None:
+        self._closed.set()
         with self._lock:
             stopped = [w for _, pool in self._pools.values() for w in pool.retire()]
             self._pools.clear()
         for worker in stopped:
             worker.wait()
 
+    def preload_forever(self, interval_seconds: float) -> None:
+        """Load every InService endpoint's model as it appears, as SageMaker has it loaded
+        before it reports InService; runs (in a daemon thread) until `close`."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        while not self._closed.is_set():
+            try:
+                pages = self._client("sagemaker").get_paginator("list_endpoints").paginate(
+                    StatusEquals="InService")
+                names = [e["EndpointName"] for page in pages for e in page["Endpoints"]]
+            except (BotoCoreError, ClientError) as e:  # the emulator is not up (yet)
+                logger.debug("cannot list endpoints: %s", e)
+                names = []
+            for name in names:
+                try:
+                    self.pool_for(name)
+                except (HostingError, RuntimeApiError, BotoCoreError, ClientError) as e:
+                    logger.debug("cannot preload endpoint %s: %s", name, e)  # a request says why
+            self._closed.wait(interval_seconds)
+
+    def _client(self, service: str) -> Any:
+        """boto3 clients, made at first use: `breedops local up` starts hosting before it
+        writes `.local/env`, so the emulator's variables may only be readable from there."""
+        with self._clients_lock:
+            if service not in self._clients:
+                import boto3
+
+                load_local_environment()
+                region = os.environ.get("AWS_DEFAULT_REGION", DEFAULT_REGION)
+                self._clients[service] = boto3.client(service, region_name=region)
+            return self._clients[service]
+
     def account_id(self) -> str:
         if self._account_id is None:
-            self._account_id = self._sts.get_caller_identity()["Account"]
+            self._account_id = self._client("sts").get_caller_identity()["Account"]
         return self._account_id
 
     def _resolve(self, endpoint_name: str) -> EndpointTarget:
@@ -293,7 +346,7 @@ class EndpointRegistry:
         from botocore.exceptions import ClientError
 
         try:
-            endpoint = self._sagemaker.describe_endpoint(EndpointName=endpoint_name)
+            endpoint = self._client("sagemaker").describe_endpoint(EndpointName=endpoint_name)
         except ClientError as e:
             if e.response["Error"]["Code"] in ("ValidationException", "ValidationError"):
                 raise RuntimeApiError(
@@ -301,11 +354,11 @@ class EndpointRegistry:
                     f"Endpoint {endpoint_name} of account {self.account_id()} not found.",
                 ) from e
             raise
-        config = self._sagemaker.describe_endpoint_config(
+        config = self._client("sagemaker").describe_endpoint_config(
             EndpointConfigName=endpoint["EndpointConfigName"]
         )
         variant = config["ProductionVariants"][0]
-        model = self._sagemaker.describe_model(ModelName=variant["ModelName"])
+        model = self._client("sagemaker").describe_model(ModelName=variant["ModelName"])
         container = model.get("PrimaryContainer") or model["Containers"][0]
         live = {v["VariantName"]: v for v in endpoint.get("ProductionVariants", [])}
         count = live.get(variant["VariantName"], {}).get(
@@ -330,7 +383,7 @@ class EndpointRegistry:
         from botocore.exceptions import ClientError
 
         try:
-            etag = self._s3.head_object(Bucket=bucket, Key=key)["ETag"]
+            etag = self._client("s3").head_object(Bucket=bucket, Key=key)["ETag"]
         except ClientError as e:
             raise HostingError(f"the model data {model_data_url} cannot be read: {e}") from e
         digest = hashlib.sha256(f"{model_data_url}|{etag}".encode()).hexdigest()[:16]
@@ -340,7 +393,7 @@ class EndpointRegistry:
         partial = self._cache_dir / f"{digest}.partial-{uuid.uuid4().hex[:8]}"
         partial.mkdir(parents=True)
         archive = partial / "model.tar.gz"
-        self._s3.download_file(bucket, key, str(archive))
+        self._client("s3").download_file(bucket, key, str(archive))
         try:
             with tarfile.open(archive) as tar:
                 tar.extractall(partial, filter="data")  # refuses absolute paths and links out
@@ -352,6 +405,18 @@ class EndpointRegistry:
             return target
         partial.rename(target)
         return target
+
+
+def load_local_environment() -> None:
+    """Without `AWS_ENDPOINT_URL`, take the emulator's variables from `.local/env` (written by
+    `breedops local up`), leaving any variable already set alone."""
+    env_file = state_dir() / "env"
+    if "AWS_ENDPOINT_URL" in os.environ or not env_file.is_file():
+        return
+    for line in env_file.read_text().splitlines():
+        name, sep, value = line.removeprefix("export ").partition("=")
+        if sep and not line.startswith("#"):
+            os.environ.setdefault(name.strip(), value.strip())
 
 
 class RuntimeHandler(BaseHTTPRequestHandler):
@@ -394,11 +459,18 @@ class RuntimeHandler(BaseHTTPRequestHandler):
             )
         registry = self.server.registry
         assert registry is not None
-        try:
-            target, pool = registry.pool_for(endpoint_name)
-        except HostingError as e:
-            raise RuntimeApiError(503, "ServiceUnavailable", str(e)) from e
-        reply = pool.invoke(self._worker_header(), body)
+        for _ in range(3):  # a pool retired under us (an update) hands over to its successor
+            try:
+                target, pool = registry.pool_for(endpoint_name)
+                reply = pool.invoke(self._worker_header(), body)
+                break
+            except HostingError as e:
+                raise RuntimeApiError(503, "ServiceUnavailable", str(e)) from e
+            except PoolRetiredError:
+                continue
+        else:
+            raise RuntimeApiError(503, "ServiceUnavailable",
+                                  f"endpoint {endpoint_name} is being updated; retry")
         if reply.status != 200:
             raise _model_error(target, registry.account_id(), reply)
         self._send(200, reply.body, "application/json", {
@@ -467,19 +539,25 @@ class HostingServer(ThreadingHTTPServer):
                 worker.wait()
 
 
-def build_server(host: str, port: int, model_dir: Path | None = None,
-                 workers: int = 1) -> HostingServer:
-    """The Runtime API server, or the container contract for `model_dir`."""
+def build_server(host: str, port: int, model_dir: Path | None = None, workers: int = 1,
+                 preload_seconds: float | None = None) -> HostingServer:
+    """The Runtime API server (preloading endpoints every `preload_seconds` when given), or the
+    container contract for `model_dir`."""
     if model_dir is not None:
         if not (model_dir / "code" / "inference.py").is_file():
             raise HostingError(f"{model_dir} has no code/inference.py: not an extracted model")
         return HostingServer((host, port), pool=WorkerPool(model_dir, workers))
-    return HostingServer((host, port), registry=EndpointRegistry(state_dir() / "hosting"))
+    registry = EndpointRegistry(state_dir() / "hosting")
+    if preload_seconds:
+        threading.Thread(target=registry.preload_forever, args=(preload_seconds,),
+                         daemon=True).start()
+    return HostingServer((host, port), registry=registry)
 
 
-def serve(host: str, port: int, model_dir: Path | None = None, workers: int = 1) -> None:
+def serve(host: str, port: int, model_dir: Path | None = None, workers: int = 1,
+          preload_seconds: float | None = PRELOAD_SECONDS) -> None:
     """Serve in the foreground until interrupted."""
-    server = build_server(host, port, model_dir, workers)
+    server = build_server(host, port, model_dir, workers, preload_seconds)
     logger.info("local hosting on http://%s:%d", host, server.server_address[1])
     try:
         server.serve_forever()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ __all__ = [
     "TerraformError",
     "apply",
     "destroy",
+    "destroy_targets",
     "init",
     "module_dirs",
     "outputs",
@@ -32,7 +34,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 # Kept by a destroy without --force: the data and the key that decrypts it.
-PROTECTED_MODULE = "module.data_bucket"
+PROTECTED_MODULE = "module.platform.module.data_bucket"
 AWS_BACKEND_CONFIG = "backend.hcl"
 # Outputs every env root declares (contract 7); terraform leaves null ones out of its JSON.
 CONTRACT_OUTPUTS = (
@@ -130,8 +132,7 @@ def destroy(env: str, force: bool = False) -> None:
         run(root, "destroy", "-input=false", "-no-color", "-auto-approve", *_var_args(forced),
             env=env)
         return
-    targets = sorted({_top_level(a) for a in addresses} - {PROTECTED_MODULE})
-    targets = [t for t in targets if not t.startswith("data.")]
+    targets = destroy_targets(addresses)
     if not targets:
         log.info("only the protected data bucket is left in %s; use --force to delete it", env)
         return
@@ -167,10 +168,20 @@ def test_modules() -> None:
         run(root, "test", "-no-color")
 
 
-def _top_level(address: str) -> str:
-    """`module.iam` for `module.iam.aws_iam_role.x`; the resource itself in the root module."""
-    parts = address.split(".")
-    return ".".join(parts[:2])
+def destroy_targets(addresses: list[str]) -> list[str]:
+    """The innermost modules (or root resources) in state, less the protected bucket module.
+
+    Targeting modules rather than every resource keeps the command short; data sources are
+    read, not destroyed, so they never need a target of their own.
+    """
+    targets = set()
+    for address in addresses:
+        match = re.match(r"^((?:module\.[^.\[]+(?:\[[^\]]*\])?\.)*)(.*)$", address)
+        modules, resource = match.group(1).rstrip("."), match.group(2)
+        if resource.startswith("data."):
+            continue
+        targets.add(modules or resource)
+    return sorted(t for t in targets if not t.startswith(PROTECTED_MODULE))
 
 
 def _var_args(variables: dict[str, Any] | None) -> list[str]:

@@ -1,41 +1,42 @@
+# The outputs the Python side reads (contract 7), passed through from the platform module.
 output "name_prefix" {
   description = "Prefix of every resource name."
-  value       = local.name_prefix
+  value       = module.platform.name_prefix
 }
 
 output "bucket_name" {
   description = "Name of the data bucket."
-  value       = module.data_bucket.bucket_name
+  value       = module.platform.bucket_name
 }
 
 output "kms_key_arn" {
   description = "ARN of the bucket's customer-managed key."
-  value       = module.data_bucket.kms_key_arn
+  value       = module.platform.kms_key_arn
 }
 
 output "sagemaker_execution_role_arn" {
   description = "ARN of the SageMaker execution role."
-  value       = module.iam.sagemaker_execution_role_arn
+  value       = module.platform.sagemaker_execution_role_arn
 }
 
 output "operator_policy_arn" {
   description = "ARN of the operator policy."
-  value       = module.iam.operator_policy_arn
+  value       = module.platform.operator_policy_arn
 }
 
 output "endpoint_name" {
   description = "Name of the SageMaker endpoint (null until an artifact exists)."
-  value       = local.serve ? module.endpoint[0].endpoint_name : null
+  value       = module.platform.endpoint_name
 }
 
 output "lambda_function_name" {
   description = "Name of the inference Lambda function (created once an artifact exists)."
-  value       = local.lambda_function_name
+  value       = module.platform.lambda_function_name
 }
 
 output "lambda_alias_name" {
   description = "Alias of the Lambda that serves traffic (null until an artifact exists)."
-  value       = local.serve ? module.inference_lambda[0].alias_name : null
+  value       = module.platform.lambda_alias_name
 }
 
 output "model_artifact" {
@@ -45,5 +46,5 @@ output "model_artifact" {
 
 output "training_instance_id" {
   description = "ID of the EC2 training instance (null unless create_training_instance)."
-  value       = module.training_instance.instance_id
+  value       = module.platform.training_instance_id
 }

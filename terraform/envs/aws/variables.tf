@@ -47,46 +47,15 @@ variable "create_training_instance" {
   default     = false
 }
 
-variable "endpoint_image_uri" {
-  description = "PyTorch inference image of the endpoint; null keeps the endpoint module's default."
-  type        = string
-  default     = null
+# The two settings objects are typed, defaulted and validated once, in the platform module.
+variable "endpoint" {
+  description = "Endpoint image, variant and autoscaling (see terraform/modules/platform)."
+  type        = any
+  default     = {}
 }
 
-variable "endpoint_variant" {
-  description = "Endpoint variant settings (see the endpoint module)."
-  type = object({
-    name                   = optional(string, "primary")
-    instance_type          = optional(string, "ml.m5.large")
-    initial_instance_count = optional(number, 1)
-  })
-  default = {}
-}
-
-variable "endpoint_autoscaling" {
-  description = "Endpoint autoscaling settings (see the endpoint module)."
-  type = object({
-    min_capacity                    = optional(number, 1)
-    max_capacity                    = optional(number, 4)
-    target_invocations_per_instance = optional(number, 200)
-    scale_in_cooldown_seconds       = optional(number, 300)
-    scale_out_cooldown_seconds      = optional(number, 60)
-    disable_scale_in                = optional(bool, false)
-  })
-  default = {}
-}
-
-variable "lambda_concurrency" {
-  description = "Reserved and provisioned concurrency of the inference Lambda."
-  type = object({
-    reserved    = optional(number, 10)
-    provisioned = optional(number, 2)
-  })
-  default = {}
-}
-
-variable "top_k" {
-  description = "Default number of predictions the Lambda returns."
-  type        = number
-  default     = 5
+variable "inference_lambda" {
+  description = "Lambda top-k, concurrency and tracing (see terraform/modules/platform)."
+  type        = any
+  default     = {}
 }

@@ -1,4 +1,7 @@
-mock_provider "aws" {}
+# The shared mocks: terraform/testing/aws/aws.tfmock.hcl.
+mock_provider "aws" {
+  source = "../../testing/aws"
+}
 
 variables {
   name_prefix        = "breedops-test"

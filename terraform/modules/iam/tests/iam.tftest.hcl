@@ -1,23 +1,6 @@
+# The shared mocks: terraform/testing/aws/aws.tfmock.hcl.
 mock_provider "aws" {
-  mock_data "aws_caller_identity" {
-    defaults = { account_id = "123456789012" }
-  }
-  mock_data "aws_partition" {
-    defaults = { partition = "aws" }
-  }
-  mock_data "aws_region" {
-    defaults = { name = "us-east-1" }
-  }
-  # Policy JSON is rendered by the provider, so the tests assert on the statements instead.
-  mock_data "aws_iam_policy_document" {
-    defaults = { json = "{\"Version\":\"2012-10-17\",\"Statement\":[]}" }
-  }
-  mock_resource "aws_iam_policy" {
-    defaults = { arn = "arn:aws:iam::123456789012:policy/breedops-test-policy" }
-  }
-  mock_resource "aws_iam_role" {
-    defaults = { arn = "arn:aws:iam::123456789012:role/breedops-test-sagemaker-execution" }
-  }
+  source = "../../testing/aws"
 }
 
 variables {

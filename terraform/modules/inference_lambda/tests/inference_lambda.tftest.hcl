@@ -1,10 +1,6 @@
+# The shared mocks: terraform/testing/aws/aws.tfmock.hcl.
 mock_provider "aws" {
-  mock_resource "aws_lambda_function" {
-    defaults = {
-      arn     = "arn:aws:lambda:us-east-1:123456789012:function:breedops-test-inference"
-      version = "1"
-    }
-  }
+  source = "../../testing/aws"
 }
 
 variables {

@@ -1,10 +1,6 @@
+# The shared mocks: terraform/testing/aws/aws.tfmock.hcl.
 mock_provider "aws" {
-  mock_data "aws_ami" {
-    defaults = { id = "ami-0123456789abcdef0" }
-  }
-  mock_data "aws_vpc" {
-    defaults = { id = "vpc-0123456789abcdef0" }
-  }
+  source = "../../testing/aws"
 }
 
 variables {

@@ -1,0 +1,78 @@
+"""The runner's Lambda-runtime behaviour with small stand-in functions (no emulator needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from breedops.serving.lambda_runner import FunctionSpec, LambdaRunner, LambdaRunnerError
+
+FUNCTIONS = '''
+import time
+
+def sleepy(event, context):
+    time.sleep(event["seconds"])
+    return {"statusCode": 200, "remaining_ms": context.get_remaining_time_in_millis()}
+
+def broken(event, context):
+    raise KeyError("no such thing")
+'''
+
+
+@pytest.fixture
+def code_dir(tmp_path: Path) -> Path:
+    (tmp_path / "functions.py").write_text(FUNCTIONS)
+    return tmp_path
+
+
+def runner_for(code_dir: Path, handler: str, **kwargs) -> LambdaRunner:
+    return LambdaRunner(FunctionSpec(name="f", code_dir=code_dir, handler=handler, **kwargs))
+
+
+def test_runner_invocation_reports_duration_and_warm_start(code_dir):
+    runner = runner_for(code_dir, "functions.sleepy", memory_mb=512)
+    try:
+        cold = runner.invoke({"seconds": 0.05})
+        warm = runner.invoke({"seconds": 0})
+    finally:
+        runner.close()
+    assert cold.status == 200 and cold.duration_ms >= 50
+    assert 0 < cold.payload["remaining_ms"] <= 30_000
+    assert cold.init_ms is not None and warm.init_ms is None
+    line = cold.report_line(512)
+    assert line.startswith(f"REPORT RequestId: {cold.request_id}\tDuration: ")
+    assert "Memory Size: 512 MB\tMax Memory Used: " in line and "Init Duration: " in line
+    assert 0 < cold.max_memory_mb < 60
+
+
+def test_runner_timeout_kills_environment_and_recovers(code_dir):
+    runner = runner_for(code_dir, "functions.sleepy", timeout_s=0.5)
+    try:
+        timed_out = runner.invoke({"seconds": 5})
+        after = runner.invoke({"seconds": 0})
+    finally:
+        runner.close()
+    assert timed_out.status == 500
+    assert timed_out.payload["errorMessage"] == "Task timed out after 0.50 seconds"
+    assert after.status == 200 and after.init_ms is not None  # a fresh environment
+
+
+def test_runner_unhandled_error_is_reported_not_fatal(code_dir):
+    runner = runner_for(code_dir, "functions.broken")
+    try:
+        result = runner.invoke({})
+        again = runner.invoke({})
+    finally:
+        runner.close()
+    assert result.status == 500 and result.payload["errorType"] == "KeyError"
+    assert again.payload["errorType"] == "KeyError" and again.init_ms is None
+
+
+def test_runner_unknown_handler_fails_to_initialise(code_dir):
+    runner = runner_for(code_dir, "functions.missing")
+    try:
+        with pytest.raises(LambdaRunnerError, match="failed to initialise"):
+            runner.invoke({})
+    finally:
+        runner.close()
