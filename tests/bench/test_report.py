@@ -90,3 +90,17 @@ def test_compare_variants_agree_with_eager_within_tolerance(arch):
     for name, figures in variants.items():
         assert figures["equal_within_tolerance"], name
         assert figures["ms_per_image"] > 0
+
+
+def test_bench_report_command_rewrites_summary(tmp_path, capsys):
+    from breedops.cli import main
+
+    results = tmp_path / "results" / "2026-01-01.json"
+    results.parent.mkdir()
+    results.write_text(json.dumps(results_fixture()))
+    assert main(["bench", "report", str(results)]) == 0
+    assert "target_invocations_per_instance = 360" in (tmp_path / "BENCHMARKS.md").read_text()
+    assert (tmp_path / "results" / "2026-01-01-throughput.png").is_file()
+    capsys.readouterr()
+    assert main(["bench", "report", str(tmp_path / "missing.json")]) == 2
+    assert "cannot read benchmark results" in capsys.readouterr().err

@@ -124,7 +124,7 @@ def test_submit_tuning_sends_objective_regexes_and_ranges(backend, role_arn: str
         {"Name": "lr", "MinValue": "0.0003", "MaxValue": "0.01", "ScalingType": "Logarithmic"}]
     assert {r["Name"]: (r["MinValue"], r["MaxValue"]) for r in
             ranges["IntegerParameterRanges"]} == {"batch-size": ("32", "128"),
-                                                  "epochs": ("3", "8")}
+                                                  "epochs": ("3", "6")}
     definition = described["TrainingJobDefinition"]
     assert definition["AlgorithmSpecification"]["MetricDefinitions"] == METRIC_DEFINITIONS
     assert definition["EnableManagedSpotTraining"] is True

@@ -6,6 +6,7 @@ Heavy imports (torch, boto3, matplotlib) happen inside the commands, so `breedop
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from breedops.autoscale.cli import register as register_autoscale
 from breedops.load.cli import register as register_load
@@ -23,6 +24,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="the p99 latency an instance must keep to count its throughput "
                           "(default: 500)")
     run.set_defaults(func=run_command)
+    report = commands.add_parser("report", help="rewrite BENCHMARKS.md and the plots from a "
+                                                "results file")
+    report.add_argument("results", help="a benchmarks/results/<date>.json")
+    report.set_defaults(func=report_command)
     register_autoscale(subparsers)
     register_load(subparsers)
 
@@ -33,4 +38,11 @@ def run_command(args: argparse.Namespace) -> int:
 
     run_benchmarks(quick=args.quick, output_dir=args.output_dir,
                    p99_bound_ms=args.p99_bound_ms or P99_BOUND_MS)
+    return 0
+
+
+def report_command(args: argparse.Namespace) -> int:
+    from breedops.bench.runner import write_report
+
+    print(write_report(Path(args.results)))
     return 0

@@ -127,7 +127,7 @@ def _autoscaling(capacity_rps: float | None) -> dict[str, Any]:
 def run_benchmarks(quick: bool = False, output_dir: str | Path | None = None,
                    p99_bound_ms: float = 500.0) -> Path:
     """Measure everything the plan asks for; write JSON, PNGs and BENCHMARKS.md."""
-    from breedops.bench import endpoint, report, speedups
+    from breedops.bench import endpoint, speedups
     from breedops.bench.serving import run_serving_benchmark
 
     plan = QUICK if quick else FULL
@@ -150,10 +150,7 @@ def run_benchmarks(quick: bool = False, output_dir: str | Path | None = None,
     results["machine"]["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)
     path = out / f"{stamp}.json"
     path.write_text(json.dumps(results, indent=2) + "\n")
-    plots = report.write_plots(results, out, stamp)
-    summary = report.write_markdown(results, plots, path,
-                                    out.parent / "BENCHMARKS.md" if not quick
-                                    else out / f"{stamp}.md")
+    summary = write_report(path)
     logger.info("bench: results %s, summary %s (%.0f s)", path, summary,
                 results["total_seconds"])
     recommended = results.get("endpoint_throughput", {}).get("recommended_target")
@@ -162,3 +159,18 @@ def run_benchmarks(quick: bool = False, output_dir: str | Path | None = None,
               f"  # max {capacity} req/s x {endpoint.SAFETY_FACTOR} x 60")
     print(f"results: {path}\nsummary: {summary}")
     return path
+
+
+def write_report(path: Path) -> Path:
+    """Plots beside the results file and the Markdown summary (BENCHMARKS.md for a full run)."""
+    from breedops.bench import report
+    from breedops.errors import ConfigurationError
+
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ConfigurationError(f"cannot read benchmark results {path}: {e}") from e
+    quick = results.get("plan") == "quick"
+    plots = report.write_plots(results, path.parent, path.stem)
+    target = path.with_suffix(".md") if quick else path.parent.parent / "BENCHMARKS.md"
+    return report.write_markdown(results, plots, path, target)

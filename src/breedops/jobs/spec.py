@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from breedops.errors import ConfigurationError
+from breedops.training.train import DEFAULTS
 
 CHANNELS = ("train", "valid", "test")
 DEFAULT_INSTANCE_TYPE = "ml.g4dn.xlarge"
@@ -19,14 +20,14 @@ PY_VERSION = "py311"
 class HyperParameters:
     """The training script's hyperparameters; the defaults are the digits demo's."""
 
-    lr: float = 3e-3
-    batch_size: int = 64
-    epochs: int = 6
-    arch: str = "resnet18"
-    pretrained: bool = False
-    image_size: int = 32
-    hflip: bool = False
-    seed: int = 0
+    lr: float = DEFAULTS["lr"]
+    batch_size: int = DEFAULTS["batch_size"]
+    epochs: int = DEFAULTS["epochs"]
+    arch: str = DEFAULTS["arch"]
+    pretrained: bool = DEFAULTS["pretrained"]
+    image_size: int = DEFAULTS["image_size"]
+    hflip: bool = DEFAULTS["hflip"]
+    seed: int = DEFAULTS["seed"]
 
     def __post_init__(self) -> None:
         from breedops.modeling.architectures import ARCHITECTURES  # torch: only when used
@@ -103,7 +104,7 @@ class ParameterRanges:
 
     lr: tuple[float, float] = (3e-4, 1e-2)
     batch_size: tuple[int, int] = (32, 128)
-    epochs: tuple[int, int] = (3, 8)
+    epochs: tuple[int, int] = (3, 6)
 
     def __post_init__(self) -> None:
         for name, (low, high) in self.__dict__.items():

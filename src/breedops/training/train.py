@@ -24,6 +24,9 @@ CHECKPOINT_FILE = "checkpoint.pt"
 # SIGTERM's conventional exit status: the job was stopped, not finished or failed.
 EXIT_STOPPED = 128 + signal.SIGTERM
 EXIT_USAGE = 2
+# The hyperparameter defaults (the digits demo's), shared with `breedops.jobs.spec`.
+DEFAULTS = {"lr": 3e-3, "batch_size": 64, "epochs": 5, "arch": "resnet18", "pretrained": False,
+            "image_size": 24, "hflip": False, "seed": 0}
 
 
 def str2bool(value: str) -> bool:
@@ -60,17 +63,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(description="Train an image classifier on class folders.")
     hp = p.add_argument_group("hyperparameters")
-    hp.add_argument("--lr", type=positive(float), default=3e-3, help="peak learning rate")
-    hp.add_argument("--batch-size", type=positive(int), default=64, help="per-process batch")
-    hp.add_argument("--epochs", type=positive(int), default=6, help="passes over the data")
-    hp.add_argument("--arch", choices=ARCHITECTURES, default="resnet18", help="torchvision model")
-    hp.add_argument("--pretrained", type=str2bool, default=False,
+    hp.add_argument("--lr", type=positive(float), default=DEFAULTS["lr"],
+                    help="peak learning rate")
+    hp.add_argument("--batch-size", type=positive(int), default=DEFAULTS["batch_size"],
+                    help="per-process batch")
+    hp.add_argument("--epochs", type=positive(int), default=DEFAULTS["epochs"],
+                    help="passes over the data")
+    hp.add_argument("--arch", choices=ARCHITECTURES, default=DEFAULTS["arch"],
+                    help="torchvision model")
+    hp.add_argument("--pretrained", type=str2bool, default=DEFAULTS["pretrained"],
                     help="start from ImageNet weights (needs the weights to be reachable)")
-    hp.add_argument("--image-size", type=positive(int), default=32, help="input side in pixels")
-    hp.add_argument("--hflip", type=str2bool, default=False,
+    hp.add_argument("--image-size", type=positive(int), default=DEFAULTS["image_size"],
+                    help="input side in pixels")
+    hp.add_argument("--hflip", type=str2bool, default=DEFAULTS["hflip"],
                     help="random horizontal flips (good for photographs, not for digits)")
     hp.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay")
-    hp.add_argument("--seed", type=int, default=0, help="seed for weights, order, augmentation")
+    hp.add_argument("--seed", type=int, default=DEFAULTS["seed"],
+                    help="seed for weights, order, augmentation")
     hp.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     hp.add_argument("--threads", type=int, default=0,
                     help="torch CPU threads per process (0: torch's default)")

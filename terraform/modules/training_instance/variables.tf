@@ -78,7 +78,7 @@ variable "training" {
     dataset         = optional(string, "digits")
     job_name        = optional(string, "ec2-training")
     source_s3_uri   = optional(string)
-    entry_point     = optional(string, "breedops.modeling.train")
+    entry_point     = optional(string, "breedops.training.train")
     hyperparameters = optional(map(string), {})
   })
 

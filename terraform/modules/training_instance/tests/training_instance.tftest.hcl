@@ -54,8 +54,8 @@ run "instance_is_hardened" {
   }
 
   assert {
-    condition     = contains(data.aws_ami.deep_learning[0].owners, "amazon") && strcontains(local.user_data, "s3://breedops-test-data-123456789012/jobs/ec2-train-001/output/model.tar.gz") && strcontains(local.user_data, "shutdown -h now")
-    error_message = "The AMI must be Amazon's, and the user data must upload to jobs/<name>/output/ and shut down."
+    condition     = contains(data.aws_ami.deep_learning[0].owners, "amazon") && strcontains(local.user_data, "s3://breedops-test-data-123456789012/jobs/ec2-train-001/output/model.tar.gz") && strcontains(local.user_data, "shutdown -h now") && strcontains(local.user_data, "python -m breedops.training.train")
+    error_message = "The AMI must be Amazon's, and the user data must run the SageMaker entry point, upload to jobs/<name>/output/ and shut down."
   }
 }
 

@@ -1,0 +1,402 @@
+"""`make apply`: the whole pipeline, from nothing to a prediction through the Lambda.
+
+Stages (each skipped when its inputs did not change, see `stages.py`):
+services -> base infrastructure -> data -> tuning -> training -> serving -> smoke test.
+`env="local"` runs against the emulator with local jobs and hosting; `env="aws"` against the
+account of the standard credential chain, with SageMaker jobs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from breedops import settings
+from breedops.errors import BreedopsError, ConfigurationError
+from breedops.pipeline.stages import (
+    Outputs,
+    Stage,
+    StageLedger,
+    hash_files,
+    run_stages,
+)
+
+log = logging.getLogger(__name__)
+
+SUMMARY_FILE = "summary.json"
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    """What `make apply` can be asked to vary; the defaults are the local demo's."""
+
+    env: str = "local"
+    dataset: str = "digits"
+    trials: int = 4
+    parallel_trials: int = 2
+    epochs: int | None = None  # fixes the tuner's epoch range and the final job's epochs
+    force: bool = False
+
+    def __post_init__(self) -> None:
+        if self.env not in settings.ENVIRONMENTS:
+            raise ConfigurationError(f"unknown env {self.env!r}: use local or aws")
+        if not 1 <= self.parallel_trials <= self.trials:
+            raise ConfigurationError(
+                f"need 1 <= parallel trials ({self.parallel_trials}) <= trials ({self.trials})")
+        if self.epochs is not None and self.epochs < 1:
+            raise ConfigurationError(f"epochs must be at least 1, got {self.epochs}")
+
+
+def pipeline_dir(env: str) -> Path:
+    return settings.state_dir() / "pipeline" / env
+
+
+def code_version(*packages: str) -> str:
+    """A hash of the source of the given sub-packages of breedops."""
+    src = Path(__file__).resolve().parents[1]
+    return hash_files([src / p for p in packages], suffixes=(".py",))
+
+
+def terraform_sources() -> str:
+    root = settings.project_root() / "terraform"
+    return hash_files([root / "modules", root / "envs"], suffixes=(".tf", ".hcl"))
+
+
+def lambda_zip() -> Path:
+    return settings.project_root() / "build" / "lambda.zip"
+
+
+# -- stages -----------------------------------------------------------------------------------
+
+def _services(options: PipelineOptions) -> Stage:
+    def run(_: Outputs) -> Outputs:
+        if options.env == "local":
+            from breedops.local import emulator
+            from breedops.terraform.runner import read_env_file
+
+            emulator.up()
+            # Every later client (boto3, the SDK, Terraform) reaches the emulator through these.
+            os.environ.update(read_env_file(settings.state_dir() / "env"))
+            return {"aws_endpoint_url": os.environ["AWS_ENDPOINT_URL"]}
+        import boto3
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            identity = boto3.client("sts").get_caller_identity()
+        except (BotoCoreError, ClientError) as e:
+            raise ConfigurationError(f"no usable AWS credentials ({e})") from e
+        return {"account": identity["Account"], "caller_arn": identity["Arn"]}
+
+    hint = ("see .local/emulator.log; `make down && make up` restarts the emulator"
+            if options.env == "local" else
+            "configure credentials (aws configure / AWS_PROFILE / SSO) for the target account")
+    return Stage("services", "local services" if options.env == "local" else "AWS credentials",
+                 lambda _: None, run, hint, always_run=True)
+
+
+def _base(options: PipelineOptions) -> Stage:
+    def fingerprint(_: Outputs) -> Any:
+        return {"terraform": terraform_sources(), "state": _state_holds_bucket(options.env)}
+
+    def run(_: Outputs) -> Outputs:
+        from breedops import terraform
+
+        out = terraform.apply(options.env)
+        return {"terraform_outputs": out}
+
+    return Stage("base", "terraform apply: bucket, KMS key, roles and policies", fingerprint,
+                 run, "read the Terraform error above; `make plan` shows what it tried to do")
+
+
+def _data(options: PipelineOptions) -> Stage:
+    from breedops.data.prepare import dataset_name
+
+    name = dataset_name(options.dataset)
+    local_dir = settings.state_dir() / "data" / name
+
+    def fingerprint(out: Outputs) -> Any:
+        source = Path(options.dataset)
+        return {
+            "dataset": options.dataset,
+            "source": hash_files([source]) if source.is_dir() else None,
+            "code": code_version("data"),
+            "bucket": out["terraform_outputs"]["bucket_name"],
+        }
+
+    def run(out: Outputs) -> Outputs:
+        from breedops.data.prepare import prepare
+        from breedops.data.upload import upload_dataset
+
+        root = prepare(options.dataset, local_dir)
+        bucket = out["terraform_outputs"]["bucket_name"]
+        uploaded, unchanged = upload_dataset(root, bucket, name)
+        return {"dataset": name, "dataset_dir": str(root), "dataset_hash": hash_files([root]),
+                "dataset_uri": f"s3://{bucket}/data/{name}/",
+                "uploaded": uploaded, "unchanged": unchanged}
+
+    hint = ("for digits, check scikit-learn is installed (make setup); for a folder, it needs "
+            "train/ valid/ test/ with the same class folders in each")
+    return Stage("data", f"data: prepare {name} and upload it", fingerprint, run, hint)
+
+
+def _training_request(options: PipelineOptions, out: Outputs, **overrides: Any):
+    from breedops.jobs.spec import DEFAULT_INSTANCE_TYPE, HyperParameters, TrainingRequest
+
+    hyperparameters = HyperParameters(**overrides)
+    if options.epochs is not None:
+        hyperparameters = dataclasses.replace(hyperparameters, epochs=options.epochs)
+    tf = out["terraform_outputs"]
+    return TrainingRequest(
+        bucket=tf["bucket_name"], dataset=out["dataset"],
+        role_arn=tf["sagemaker_execution_role_arn"], hyperparameters=hyperparameters,
+        instance_type="ml.m5.large" if options.env == "local" else DEFAULT_INSTANCE_TYPE,
+    )
+
+
+def _tuning_request(options: PipelineOptions, out: Outputs):
+    from breedops.jobs.spec import ParameterRanges, TuningRequest
+
+    ranges = ParameterRanges()
+    if options.epochs is not None:
+        ranges = dataclasses.replace(ranges, epochs=(options.epochs, options.epochs))
+    return TuningRequest(training=_training_request(options, out), ranges=ranges,
+                         max_jobs=options.trials, max_parallel_jobs=options.parallel_trials)
+
+
+def _tune(options: PipelineOptions) -> Stage:
+    def fingerprint(out: Outputs) -> Any:
+        return {"data": out["dataset_hash"], "request": repr(_tuning_request(options, out)),
+                "code": code_version("training", "modeling")}
+
+    def run(out: Outputs) -> Outputs:
+        from breedops.jobs import workflow
+
+        backend = workflow.get_backend(options.env)
+        result = backend.tune(_tuning_request(options, out))
+        return {"tuning_job_name": result.tuning_job_name,
+                "tuning_objective_valid_loss": result.objective_value,
+                "best_trial_job_name": result.best.job_name,
+                "best_hyperparameters": result.best.hyperparameters.as_strings()}
+
+    return Stage("tune", f"tuning job: {options.trials} trials, {options.parallel_trials} in "
+                 "parallel", fingerprint, run,
+                 "the failing trial's log is named above; fix the cause and re-run make apply")
+
+
+def _train(options: PipelineOptions) -> Stage:
+    def request(out: Outputs):
+        from breedops.jobs.spec import HyperParameters
+
+        best = HyperParameters.from_strings(out["best_hyperparameters"])
+        return _training_request(options, out, **{
+            f.name: getattr(best, f.name) for f in dataclasses.fields(best)})
+
+    def fingerprint(out: Outputs) -> Any:
+        return {"tuning": out["tuning_job_name"], "request": repr(request(out)),
+                "code": code_version("training", "modeling", "serving")}
+
+    def run(out: Outputs) -> Outputs:
+        from breedops.jobs import workflow
+
+        backend = workflow.get_backend(options.env)
+        result = workflow.train(options.env, backend, request(out),
+                                tuning_job_name=out["tuning_job_name"])
+        return {"training_job_name": result.job_name, "training_job_arn": result.job_arn,
+                "model_data_url": result.model_data_url, "test_metrics": result.metrics,
+                "artifacts_file": str(settings.artifacts_file(options.env))}
+
+    return Stage("train", "training job with the best hyperparameters -> artifacts file",
+                 fingerprint, run,
+                 "the job's log is named above; fix the cause and re-run make apply")
+
+
+def _serving(options: PipelineOptions) -> Stage:
+    def fingerprint(out: Outputs) -> Any:
+        artifacts = settings.artifacts_file(options.env)
+        return {"artifact": artifacts.read_text() if artifacts.is_file() else None,
+                "terraform": terraform_sources(),
+                "lambda": hash_files([lambda_zip()])}
+
+    def run(_: Outputs) -> Outputs:
+        from breedops import terraform
+
+        return {"terraform_outputs": terraform.apply(options.env)}
+
+    return Stage("serving", "terraform apply: model, endpoint, autoscaling, Lambda, concurrency",
+                 fingerprint, run,
+                 "read the Terraform error above; `make lambda` rebuilds the Lambda zip")
+
+
+def _smoke_test(options: PipelineOptions) -> Stage:
+    def run(out: Outputs) -> Outputs:
+        image, true_label = held_out_image(Path(out["dataset_dir"]))
+        function = out["terraform_outputs"]["lambda_function_name"]
+        status, payload, report = invoke_lambda(options.env, function, image)
+        if status != 200:
+            raise BreedopsError(f"the Lambda answered {status}: {json.dumps(payload)}")
+        top = payload["predictions"][0]
+        return {"smoke_image": str(image), "smoke_true_label": true_label,
+                "smoke_prediction": top, "smoke_report": report,
+                "smoke_correct": _same_class(top, true_label)}
+
+    return Stage("smoke", "smoke test: a held-out test image through the Lambda", lambda _: None,
+                 run, "see .local/hosting.log for the endpoint's side", always_run=True)
+
+
+def _same_class(prediction: dict[str, Any], true_label: str) -> bool:
+    return true_label in (prediction.get("label"), prediction.get("class_name"))
+
+
+def held_out_image(dataset_dir: Path) -> tuple[Path, str]:
+    """A fixed image of the test split (never seen in training) and its class."""
+    from breedops.data.layout import scan_split
+
+    split = scan_split(dataset_dir / "test", verify=False)
+    if not split.samples:
+        raise BreedopsError(f"no test images under {dataset_dir / 'test'}")
+    path, index = sorted(split.samples)[len(split.samples) // 2]
+    return path, split.classes[index]
+
+
+def invoke_lambda(env: str, function: str, image: Path) -> tuple[int, dict[str, Any], str]:
+    """Invoke the deployed function with `image`: the local runner, or Lambda itself."""
+    from breedops.serving import lambda_runner
+
+    event = lambda_runner.image_event(image)
+    if env == "local":
+        with lambda_runner.temporary_work_dir() as work_dir:
+            spec = lambda_runner.function_from_emulator(function, Path(work_dir))
+            runner = lambda_runner.LambdaRunner(spec)
+            try:
+                result = runner.invoke(event)
+            finally:
+                runner.close()
+        return result.status, _body(result.payload), result.report_line(spec.memory_mb)
+    import boto3
+
+    response = boto3.client("lambda").invoke(FunctionName=function, Qualifier="live",
+                                             Payload=json.dumps(event).encode())
+    payload = json.loads(response["Payload"].read())
+    return int(payload.get("statusCode", 500)), _body(payload), ""
+
+
+def _body(response: dict[str, Any]) -> dict[str, Any]:
+    """The JSON body of an API Gateway proxy response (or the response itself)."""
+    body = response.get("body")
+    if isinstance(body, str):
+        try:
+            return json.loads(body)
+        except ValueError:
+            return {"body": body}
+    return response
+
+
+def _state_holds_bucket(env: str) -> bool:
+    """Whether the bucket Terraform created last time still exists (an emulator whose state
+    was wiped, or an account cleaned by hand, invalidates every stage)."""
+    previous = StageLedger(pipeline_dir(env) / "ledger.json").records.get("base")
+    if previous is None:
+        return False
+    bucket = previous.outputs.get("terraform_outputs", {}).get("bucket_name")
+    if not bucket:
+        return False
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        boto3.client("s3").head_bucket(Bucket=bucket)
+    except (BotoCoreError, ClientError):
+        return False
+    return True
+
+
+def build_stages(options: PipelineOptions) -> list[Stage]:
+    return [_services(options), _base(options), _data(options), _tune(options),
+            _train(options), _serving(options), _smoke_test(options)]
+
+
+def apply(options: PipelineOptions, out=sys.stdout) -> dict[str, Any]:
+    """Run the pipeline; print and return its summary."""
+    if not lambda_zip().is_file():
+        raise ConfigurationError(f"{lambda_zip()} is missing: run `make lambda` first")
+    started = time.monotonic()
+    ledger = StageLedger(pipeline_dir(options.env) / "ledger.json")
+    outputs, timeline = run_stages(build_stages(options), ledger, force=options.force)
+    summary = make_summary(options, outputs, timeline, time.monotonic() - started)
+    path = pipeline_dir(options.env) / SUMMARY_FILE
+    path.write_text(json.dumps(summary, indent=2, default=str))
+    print(render_summary(summary), file=out)
+    return summary
+
+
+def make_summary(options: PipelineOptions, outputs: Outputs,
+                 timeline: list[tuple[str, str, float]], seconds: float) -> dict[str, Any]:
+    from breedops.terraform.runner import run
+
+    tf = outputs["terraform_outputs"]
+    state = run(settings.terraform_env_dir(options.env), "state", "list", env=options.env,
+                capture=True).stdout.split()
+    job_dir = settings.state_dir() / "jobs" / outputs["training_job_name"]
+    return {
+        "env": options.env,
+        "seconds": round(seconds, 1),
+        "stages": [{"stage": s, "outcome": o, "seconds": round(t, 1)} for s, o, t in timeline],
+        "resources": len([a for a in state if not a.split(".")[-2].startswith("data")
+                          and ".data." not in f".{a}"]),
+        "tuning_job_name": outputs["tuning_job_name"],
+        "best_hyperparameters": outputs["best_hyperparameters"],
+        "training_job_name": outputs["training_job_name"],
+        "training_job_arn": outputs["training_job_arn"],
+        "model_data_url": outputs["model_data_url"],
+        "test_metrics": outputs["test_metrics"],
+        "endpoint_name": tf.get("endpoint_name"),
+        "lambda_function_name": tf.get("lambda_function_name"),
+        "smoke_image": outputs["smoke_image"],
+        "smoke_true_label": outputs["smoke_true_label"],
+        "smoke_prediction": outputs["smoke_prediction"],
+        "smoke_correct": outputs["smoke_correct"],
+        "smoke_report": outputs["smoke_report"],
+        "plots": sorted(str(p) for p in job_dir.glob("*/output/data/*.png")),
+        "logs": sorted(str(p) for p in job_dir.glob("*/logs/*.log")),
+    }
+
+
+def render_summary(s: dict[str, Any]) -> str:
+    accuracy = s["test_metrics"].get("test_accuracy")
+    top = s["smoke_prediction"]
+    ran = ", ".join(f"{x['stage']} {x['seconds']}s" if x["outcome"] == "ran"
+                    else f"{x['stage']} skipped" for x in s["stages"])
+    hp = ", ".join(f"{k}={v}" for k, v in sorted(s["best_hyperparameters"].items()))
+    lines = [
+        "",
+        f"breedops: {s['env']} pipeline complete in {s['seconds']}s ({ran})",
+        f"  resources          {s['resources']} in Terraform state",
+        f"  tuning job         {s['tuning_job_name']}",
+        f"  best hyperparams   {hp}",
+        f"  training job       {s['training_job_name']}",
+        f"                     {s['training_job_arn']}",
+        f"  model data         {s['model_data_url']}",
+        f"  test accuracy      {accuracy:.4f}" if accuracy is not None else
+        "  test accuracy      (not reported)",
+        f"  endpoint           {s['endpoint_name']}",
+        f"  lambda             {s['lambda_function_name']} (alias live)",
+        (f"  sample prediction  {top.get('label')} (p={top.get('probability', 0):.3f}) for "
+         f"{Path(s['smoke_image']).name}, true label {s['smoke_true_label']}"
+         f" -> {'correct' if s['smoke_correct'] else 'WRONG'}"),
+        f"  lambda report      {s['smoke_report']}" if s["smoke_report"] else "",
+        f"  plots              {', '.join(s['plots']) or '(none)'}",
+        f"  logs               {', '.join(s['logs']) or '(none)'}",
+        "",
+        "next:",
+        f"  .venv/bin/breedops invoke --image {s['smoke_image']}   # predict through the Lambda",
+        "  make plan          # review what Terraform would change",
+        "  make destroy       # remove serving and base resources (FORCE=1: the bucket too)",
+    ]
+    return "\n".join(lines)
