@@ -32,6 +32,7 @@ ENDPOINT_NAME = os.environ.get("ENDPOINT_NAME", "")
 TOP_K = int(os.environ.get("TOP_K", "3"))
 CONNECT_TIMEOUT_SECONDS = float(os.environ.get("CONNECT_TIMEOUT_SECONDS", "2"))
 READ_TIMEOUT_SECONDS = float(os.environ.get("READ_TIMEOUT_SECONDS", "10"))
+# MAX_ATTEMPTS x (CONNECT + READ) must stay under the function's timeout (30 s in Terraform).
 MAX_ATTEMPTS = int(os.environ.get("MAX_ATTEMPTS", "2"))
 # Lambda's synchronous payload limit, measured on the request as it arrives (after base64).
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024

@@ -121,10 +121,10 @@ def test_submit_tuning_sends_objective_regexes_and_ranges(backend, role_arn: str
     assert config["ResourceLimits"]["MaxParallelTrainingJobs"] == 2
     ranges = config["ParameterRanges"]
     assert ranges["ContinuousParameterRanges"] == [
-        {"Name": "lr", "MinValue": "0.0003", "MaxValue": "0.01", "ScalingType": "Logarithmic"}]
+        {"Name": "lr", "MinValue": "0.002", "MaxValue": "0.008", "ScalingType": "Logarithmic"}]
     assert {r["Name"]: (r["MinValue"], r["MaxValue"]) for r in
-            ranges["IntegerParameterRanges"]} == {"batch-size": ("32", "128"),
-                                                  "epochs": ("3", "6")}
+            ranges["IntegerParameterRanges"]} == {"batch-size": ("32", "96"),
+                                                  "epochs": ("4", "6")}
     definition = described["TrainingJobDefinition"]
     assert definition["AlgorithmSpecification"]["MetricDefinitions"] == METRIC_DEFINITIONS
     assert definition["EnableManagedSpotTraining"] is True

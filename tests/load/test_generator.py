@@ -84,3 +84,14 @@ def test_percentile_nearest_rank():
     values = [float(v) for v in range(1, 101)]
     assert percentile(values, 0.5) == 50 and percentile(values, 0.99) == 99
     assert percentile(values, 1.0) == 100 and percentile([], 0.5) == 0.0
+
+
+def test_open_loop_gives_up_on_requests_queued_past_the_grace():
+    def stalled() -> Outcome:
+        time.sleep(0.3)
+        return Outcome("200")
+
+    # One at a time, 10 offered in 0.1 s, 0.1 s of grace: only the first ones get sent.
+    report = open_loop(stalled, rps=100, duration_s=0.1, max_in_flight=1, grace_s=0.1).to_dict()
+    assert report["completed"] == 10
+    assert report["ok"] == 1 and report["errors_by_status"] == {"not_sent": 9}

@@ -168,3 +168,24 @@ def test_invoke_command_missing_image_fails_clearly(capsys):
 
     assert main(["invoke", "--image", "no-such.jpg", "--function", "f"]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_function_from_emulator_reads_provisioned_concurrency(lambda_function, tmp_path):
+    import boto3
+
+    client = boto3.client("lambda")
+    role = client.get_function(FunctionName="breedops-test-predict")["Configuration"]["Role"]
+    client.create_function(
+        FunctionName="breedops-test-provisioned", Runtime="python3.12", Role=role,
+        Handler="breedops_lambda.handler.lambda_handler",
+        Code={"ZipFile": build_lambda_zip(target=tmp_path / "l.zip").read_bytes()},
+    )
+    client.create_alias(FunctionName="breedops-test-provisioned", Name="live",
+                        FunctionVersion="$LATEST")
+    client.put_provisioned_concurrency_config(FunctionName="breedops-test-provisioned",
+                                              Qualifier="live",
+                                              ProvisionedConcurrentExecutions=3)
+    spec = lambda_runner.function_from_emulator("breedops-test-provisioned", tmp_path / "f",
+                                                zip_fallback=tmp_path / "l.zip")
+    assert spec.provisioned_concurrency == 3
+    assert spec.reserved_concurrency is None

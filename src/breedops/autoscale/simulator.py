@@ -7,8 +7,9 @@ The model (pure Python, documented so its figures can be judged):
 - Target tracking owns two CloudWatch alarms, as AWS creates them: *high* when the last 3
   one-minute datapoints are all above the target, *low* when the last 15 are all below 90 % of
   it. Their evaluation happens at the end of each minute.
-- A scaling decision uses the mean of the alarm's datapoints, as AWS does, so it can act on
-  datapoints measured before the last change took effect; the cooldowns guard against that.
+- A scaling decision uses the mean of the alarm's datapoints (AWS does not document its exact
+  formula), so it can act on datapoints measured before the last change took effect; the
+  cooldowns guard against that.
   Scale out (high alarm): desired = `ceil(in_service * mean metric / target)`, capped at the
   maximum. While the scale-out cooldown runs, the capacity the last scale-out added counts as
   part of the new desired capacity: desired = `ceil(mean invocations / target)`, and only a

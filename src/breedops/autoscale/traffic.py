@@ -61,18 +61,18 @@ def write_traffic(path: Path, demand: list[float]) -> Path:
     return path
 
 
-def steady(minutes: int = 180, level: float = 600.0) -> list[float]:
+def steady(minutes: int = 180, level: float = 3000.0) -> list[float]:
     """A flat load with a small deterministic ripple (+-5 %), as real steady traffic has."""
     return [level * (1 + 0.05 * math.sin(2 * math.pi * m / 17)) for m in range(minutes)]
 
 
-def daily_cycle(minutes: int = 1440, low: float = 120.0, high: float = 1200.0) -> list[float]:
+def daily_cycle(minutes: int = 1440, low: float = 600.0, high: float = 6000.0) -> list[float]:
     """One day: a trough at 04:00 and a peak at 16:00, a sinusoid between `low` and `high`."""
     middle, amplitude = (high + low) / 2, (high - low) / 2
     return [middle - amplitude * math.cos(2 * math.pi * (m - 240) / 1440) for m in range(minutes)]
 
 
-def spike(minutes: int = 180, base: float = 240.0, peak: float = 1800.0,
+def spike(minutes: int = 180, base: float = 1200.0, peak: float = 9000.0,
           start: int = 60, length: int = 20) -> list[float]:
     """A flat base with a sudden plateau (a launch, a mention): the hardest case to scale for."""
     return [peak if start <= m < start + length else base for m in range(minutes)]

@@ -23,6 +23,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--p99-bound-ms", type=float, default=None,
                      help="the p99 latency an instance must keep to count its throughput "
                           "(default: 500)")
+    run.add_argument("--sections", default=None,
+                     help="comma-separated subset to measure again, keeping today's other "
+                          "figures (serving, endpoint_throughput, speedups, training, "
+                          "autoscaling)")
     run.set_defaults(func=run_command)
     report = commands.add_parser("report", help="rewrite BENCHMARKS.md and the plots from a "
                                                 "results file")
@@ -34,10 +38,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_command(args: argparse.Namespace) -> int:
     from breedops.bench.endpoint import P99_BOUND_MS
-    from breedops.bench.runner import run_benchmarks
+    from breedops.bench.runner import SECTIONS, run_benchmarks
 
+    sections = tuple(s.strip() for s in args.sections.split(",")) if args.sections else SECTIONS
     run_benchmarks(quick=args.quick, output_dir=args.output_dir,
-                   p99_bound_ms=args.p99_bound_ms or P99_BOUND_MS)
+                   p99_bound_ms=args.p99_bound_ms or P99_BOUND_MS, sections=sections)
     return 0
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+# The (scale-in, scale-out) cooldowns whose rows the summary shows; the JSON has every one.
+SHOWN_COOLDOWNS = (300, 60)
 REPRODUCE = "make bench            # or: python -m breedops bench run [--quick]"
 
 
@@ -201,14 +203,15 @@ def _autoscaling_lines(section: dict[str, Any] | None) -> list[str]:
         return [*lines, f"Not available: {error}"]
     lines += [(f"Capacity {section['capacity_rps']} req/s per instance, new instances serve "
               f"after {section['provisioning_minutes']} min, at most "
-              f"{section['max_capacity']} instances. Equal cooldowns in and out shown; "
+              f"{section['max_capacity']} instances; cooldowns in {SHOWN_COOLDOWNS[0]} s / out "
+              f"{SHOWN_COOLDOWNS[1]} s (the module's defaults); "
               "`breedops autoscale sweep` prints every combination."), "",
-              "| curve | target | cooldown s | instance-h | ideal h | above capacity |",
+              "| curve | target | instance-h | ideal h | above capacity | peak instances |",
               "|---|---:|---:|---:|---:|---:|"]
     for row in section["rows"]:
-        if row["scale_in_cooldown_s"] != row["scale_out_cooldown_s"]:
+        if (row["scale_in_cooldown_s"], row["scale_out_cooldown_s"]) != SHOWN_COOLDOWNS:
             continue
-        lines.append(f"| {row['curve']} | {row['target']:g} | {row['scale_in_cooldown_s']} | "
-                     f"{row['instance_hours']:.1f} | {row['ideal_instance_hours']:.1f} | "
-                     f"{row['share_above_capacity']:.2%} |")
+        lines.append(f"| {row['curve']} | {row['target']:g} | {row['instance_hours']:.1f} | "
+                     f"{row['ideal_instance_hours']:.1f} | {row['share_above_capacity']:.2%} | "
+                     f"{row['peak_instances']} |")
     return lines

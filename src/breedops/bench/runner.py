@@ -124,39 +124,60 @@ def _autoscaling(capacity_rps: float | None) -> dict[str, Any]:
             "rows": rows}
 
 
+SECTIONS = ("serving", "endpoint_throughput", "speedups", "training", "autoscaling")
+
+
 def run_benchmarks(quick: bool = False, output_dir: str | Path | None = None,
-                   p99_bound_ms: float = 500.0) -> Path:
-    """Measure everything the plan asks for; write JSON, PNGs and BENCHMARKS.md."""
+                   p99_bound_ms: float = 500.0, sections: tuple[str, ...] = SECTIONS) -> Path:
+    """Measure the sections the plan asks for; write JSON, PNGs and BENCHMARKS.md.
+
+    With a subset of `SECTIONS`, today's results file keeps its other sections: one
+    measurement can be taken again (on a quieter machine, say) without the rest.
+    """
     from breedops.bench import endpoint, speedups
     from breedops.bench.serving import run_serving_benchmark
+    from breedops.errors import ConfigurationError
 
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown:
+        raise ConfigurationError(f"unknown section(s) {', '.join(unknown)}; choose from "
+                                 f"{', '.join(SECTIONS)}")
     plan = QUICK if quick else FULL
     out = Path(output_dir) if output_dir else results_dir()
     out.mkdir(parents=True, exist_ok=True)
-    stamp = dt.date.today().isoformat() + ("-quick" if quick else "")
-    results: dict[str, Any] = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                               "plan": plan.name, "machine": machine(), "section_seconds": {}}
+    path = out / f"{dt.date.today().isoformat()}{'-quick' if quick else ''}.json"
+    results: dict[str, Any] = {"section_seconds": {}}
+    if set(sections) != set(SECTIONS) and path.is_file():
+        results = json.loads(path.read_text())
+    results.update({"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                    "plan": plan.name, "machine": machine()})
+    measures: dict[str, Callable[[], Any]] = {
+        "serving": lambda: run_serving_benchmark(
+            requests=plan.latency_requests, architectures=plan.architectures),
+        "endpoint_throughput": lambda: endpoint.endpoint_throughput(
+            plan.architectures[0], plan.concurrency_levels, plan.seconds_per_level,
+            p99_bound_ms),
+        "speedups": lambda: {arch: speedups.compare_variants(arch, repeats=plan.speedup_repeats)
+                             for arch in plan.architectures},
+        "training": lambda: _training(plan),
+        "autoscaling": lambda: _autoscaling(
+            results.get("endpoint_throughput", {}).get("max_rps")),
+    }
     started = time.perf_counter()
-    _section(results, "serving", lambda: run_serving_benchmark(
-        requests=plan.latency_requests, architectures=plan.architectures))
-    _section(results, "endpoint_throughput", lambda: endpoint.endpoint_throughput(
-        plan.architectures[0], plan.concurrency_levels, plan.seconds_per_level, p99_bound_ms))
-    _section(results, "speedups", lambda: {arch: speedups.compare_variants(
-        arch, repeats=plan.speedup_repeats) for arch in plan.architectures})
-    _section(results, "training", lambda: _training(plan))
-    capacity = results.get("endpoint_throughput", {}).get("max_rps")
-    _section(results, "autoscaling", lambda: _autoscaling(capacity))
+    for name in SECTIONS:  # in this order: the autoscaling section needs the capacity
+        if name in sections:
+            _section(results, name, measures[name])
     results["total_seconds"] = round(time.perf_counter() - started, 1)
     results["machine"]["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)
-    path = out / f"{stamp}.json"
     path.write_text(json.dumps(results, indent=2) + "\n")
     summary = write_report(path)
     logger.info("bench: results %s, summary %s (%.0f s)", path, summary,
                 results["total_seconds"])
-    recommended = results.get("endpoint_throughput", {}).get("recommended_target")
-    if recommended:
-        print(f"endpoint_autoscaling = {{ target_invocations_per_instance = {recommended} }}"
-              f"  # max {capacity} req/s x {endpoint.SAFETY_FACTOR} x 60")
+    throughput = results.get("endpoint_throughput", {})
+    if throughput.get("recommended_target"):
+        print(f"endpoint_autoscaling = {{ target_invocations_per_instance = "
+              f"{throughput['recommended_target']} }}  # max {throughput['max_rps']} req/s x "
+              f"{endpoint.SAFETY_FACTOR} x 60")
     print(f"results: {path}\nsummary: {summary}")
     return path
 

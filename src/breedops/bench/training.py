@@ -80,7 +80,12 @@ def tuning_wall_time(data_dir: Path, max_jobs: int = 2, max_parallel_jobs: int =
     from breedops.bench.serving import local_services
     from breedops.data.upload import upload_dataset
     from breedops.jobs.local_backend import LocalBackend
-    from breedops.jobs.spec import HyperParameters, TrainingRequest, TuningRequest
+    from breedops.jobs.spec import (
+        HyperParameters,
+        ParameterRanges,
+        TrainingRequest,
+        TuningRequest,
+    )
 
     with tempfile.TemporaryDirectory(prefix="breedops-bench-tune-") as tmp, \
             local_services(Path(tmp)):
@@ -96,8 +101,10 @@ def tuning_wall_time(data_dir: Path, max_jobs: int = 2, max_parallel_jobs: int =
                 instance_type="ml.m5.large", instance_count=1, use_spot=False,
                 max_run_s=1800, max_wait_s=1800)
             started = time.perf_counter()
+            # The default search space trains 4-6 epochs a trial: the bench fixes the epochs.
             result = LocalBackend().tune(TuningRequest(
-                training=training, max_jobs=max_jobs, max_parallel_jobs=max_parallel_jobs))
+                training=training, ranges=ParameterRanges(epochs=(epochs, epochs)),
+                max_jobs=max_jobs, max_parallel_jobs=max_parallel_jobs))
             wall_s = time.perf_counter() - started
         finally:
             if saved_state is None:

@@ -80,7 +80,11 @@ def render_digits(out_dir: Path, image_size: int = DIGITS_IMAGE_SIZE,
             folder = staging / split / str(labels[i])
             folder.mkdir(parents=True, exist_ok=True)
             image.save(folder / f"{i:04d}.png")
-    # Replace the old tree only once the new one is complete.
+    _publish(staging, out_dir)
+
+
+def _publish(staging: Path, out_dir: Path) -> None:
+    """Replace the old tree only once the new one is complete."""
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     os.replace(staging, out_dir)
@@ -101,9 +105,7 @@ def copy_readable(source: Path, out_dir: Path) -> Path:
                 os.link(path, target)
             except OSError:  # another filesystem, or links not allowed
                 shutil.copy2(path, target)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(staging, out_dir)
+    _publish(staging, out_dir)
     return out_dir
 
 

@@ -102,9 +102,9 @@ class TrainingRequest:
 class ParameterRanges:
     """The tuner's search space: learning rate (log scale), batch size and epochs."""
 
-    lr: tuple[float, float] = (3e-4, 1e-2)
-    batch_size: tuple[int, int] = (32, 128)
-    epochs: tuple[int, int] = (3, 6)
+    lr: tuple[float, float] = (2e-3, 8e-3)
+    batch_size: tuple[int, int] = (32, 96)
+    epochs: tuple[int, int] = (4, 6)
 
     def __post_init__(self) -> None:
         for name, (low, high) in self.__dict__.items():

@@ -95,7 +95,11 @@ class _Recorder:
         self.statuses: Counter = Counter()
         self.throttled = 0
 
-    def call(self, send: Sender, since: float) -> None:
+    def call(self, send: Sender, since: float, give_up_at: float = float("inf")) -> None:
+        if time.perf_counter() > give_up_at:  # still queued long after the run: never sent
+            with self.lock:
+                self.statuses["not_sent"] += 1
+            return
         try:
             outcome = send()
         except Exception as e:  # one failed request must not end the run
@@ -116,8 +120,12 @@ def _check_bounds(duration_s: float, max_requests: int) -> None:
 
 
 def open_loop(send: Sender, rps: float, duration_s: float, max_requests: int = 10_000,
-              max_in_flight: int = 64) -> LoadReport:
-    """`min(rps x duration, max_requests)` requests at a fixed rate; waits for the stragglers."""
+              max_in_flight: int = 64, grace_s: float = 30.0) -> LoadReport:
+    """`min(rps x duration, max_requests)` requests at a fixed rate; waits for the stragglers.
+
+    Requests still queued `grace_s` after the last scheduled one are counted as `not_sent`
+    instead of sent, so a stalled server cannot stretch the run without bound.
+    """
     _check_bounds(duration_s, max_requests)
     if not rps > 0:
         raise LoadError(f"--rps must be positive, got {rps}")
@@ -126,13 +134,14 @@ def open_loop(send: Sender, rps: float, duration_s: float, max_requests: int = 1
     count = min(max_requests, max(1, int(rps * duration_s)))
     recorder = _Recorder()
     started = time.perf_counter()
+    give_up_at = started + duration_s + grace_s
     with ThreadPoolExecutor(max_workers=max_in_flight, thread_name_prefix="load") as pool:
         for index in range(count):
             scheduled = started + index / rps
             delay = scheduled - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
-            pool.submit(recorder.call, send, scheduled)
+            pool.submit(recorder.call, send, scheduled, give_up_at)
     return LoadReport(mode="open", requested=count, elapsed_s=time.perf_counter() - started,
                       latencies_ms=recorder.latencies, statuses=recorder.statuses,
                       throttled=recorder.throttled, offered_rps=rps)

@@ -62,6 +62,27 @@ def may_change_state(method: str, path: str, headers: dict[str, str], query: str
     return not (action and action.startswith(READ_ONLY_ACTION_PREFIXES))
 
 
+def make_multipart_upload_ids_deterministic() -> None:
+    """Draw S3 multipart upload ids from moto's seeded random source.
+
+    moto takes them from `os.urandom`, so a replayed `UploadPart` would name an upload id that
+    the replayed `CreateMultipartUpload` never made (every model.tar.gz is a multipart upload).
+    """
+    from moto.s3.models import UPLOAD_ID_BYTES, FakeMultipart
+
+    original = FakeMultipart.__init__
+    if getattr(original, "__wrapped__", None) is not None:
+        return
+
+    def __init__(self: FakeMultipart, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        raw = base64.b64encode(mock_random.randbytes(UPLOAD_ID_BYTES)).decode()
+        self.id = raw.replace("=", "").replace("+", "").replace("/", "")
+
+    __init__.__wrapped__ = original  # type: ignore[attr-defined]
+    FakeMultipart.__init__ = __init__  # type: ignore[method-assign]
+
+
 def make_backend_creation_deterministic() -> None:
     """Seed moto's random source per (service, account, region) while a backend is created.
 
@@ -206,6 +227,8 @@ class JournalingApp:
             )
             try:
                 status = _status_of(self.app, builder.get_environ())
+            except Exception as e:  # noqa: BLE001 -- one bad entry must not stop the start
+                status = f"error {type(e).__name__}: {e}"
             finally:
                 builder.close()
             count += 1

@@ -6,7 +6,10 @@ with requests validated and errors shaped like AWS's, so each part could be prop
 - application-autoscaling `TagResource`, `UntagResource`, `ListTagsForResource`, and `Tags` on
   `RegisterScalableTarget` (without `ListTagsForResource` the provider retries forever on
   `aws_appautoscaling_target`);
-- Lambda `Put`/`Get`/`Delete`/`ListProvisionedConcurrencyConfig(s)`.
+- Lambda `Put`/`Get`/`Delete`/`ListProvisionedConcurrencyConfig(s)`;
+- SageMaker `UpdateEndpoint` (without it an endpoint whose configuration changes, as every new
+  model does, leaves the provider waiting forever), and no empty `DataCaptureConfig` in
+  `DescribeEndpoint` (sagemaker-core's `Endpoint.get` rejects it; AWS omits the field).
 
 Reserved concurrency (`PutFunctionConcurrency`, `GetFunctionConcurrency`) exists in moto 5.2.
 `apply()` is idempotent and must run before the server handles its first request.
@@ -28,6 +31,11 @@ from moto.awslambda.exceptions import InvalidParameterValueException, UnknownAli
 from moto.awslambda.models import LambdaBackend
 from moto.awslambda.responses import LambdaResponse
 from moto.core.exceptions import JsonRESTError
+from moto.core.responses import ActionResult
+from moto.core.utils import utcnow
+from moto.sagemaker.exceptions import ValidationError as SageMakerValidationError
+from moto.sagemaker.models import FakeEndpoint, SageMakerModelBackend
+from moto.sagemaker.responses import SageMakerResponse
 
 # --- application-autoscaling tags -------------------------------------------------------------
 
@@ -302,6 +310,49 @@ def _wrap_delete_function(original: Any) -> Any:
     return delete_function
 
 
+# --- SageMaker UpdateEndpoint ------------------------------------------------------------------
+
+
+def _update_endpoint(self: SageMakerResponse) -> ActionResult:
+    """Switch an endpoint to another configuration, as AWS does once its rollout completes.
+
+    With `RetainAllVariantProperties`, each variant keeps its current instance count (what
+    Application Auto Scaling set), as on AWS.
+    """
+    backend: SageMakerModelBackend = self.sagemaker_backend
+    name = self._get_param("EndpointName")
+    endpoint = backend.endpoints.get(name)
+    if endpoint is None:
+        arn = FakeEndpoint.arn_formatter(name, backend.account_id, backend.region_name)
+        raise SageMakerValidationError(message=f"Could not find endpoint '{arn}'.")
+    config = backend.describe_endpoint_config(self._get_param("EndpointConfigName"))
+    previous = {v["VariantName"]: v for v in endpoint.production_variants}
+    variants = endpoint._process_production_variants(config["ProductionVariants"])
+    if self._get_param("RetainAllVariantProperties"):
+        for variant in variants:
+            kept = previous.get(variant["VariantName"], {})
+            for key in ("CurrentInstanceCount", "DesiredInstanceCount"):
+                if key in kept:
+                    variant[key] = kept[key]
+    endpoint.endpoint_config_name = config["EndpointConfigName"]
+    endpoint.production_variants = variants
+    endpoint.data_capture_config = config.get("DataCaptureConfig")
+    endpoint.endpoint_status = "InService"
+    endpoint.last_modified_time = utcnow()
+    return ActionResult({"EndpointArn": endpoint.arn})
+
+
+def _wrap_describe_endpoint(original: Any) -> Any:
+    def describe_endpoint(self: SageMakerModelBackend, endpoint_name: str) -> dict[str, Any]:
+        response = original(self, endpoint_name)
+        if not response.get("DataCaptureConfig"):
+            response.pop("DataCaptureConfig", None)
+        return response
+
+    describe_endpoint.__wrapped__ = original  # type: ignore[attr-defined]
+    return describe_endpoint
+
+
 # --- registration ------------------------------------------------------------------------------
 
 
@@ -327,3 +378,8 @@ def apply() -> None:
     LambdaResponse.list_provisioned_concurrency_configs = _list_provisioned_concurrency_configs  # type: ignore[attr-defined]
     LambdaBackend.delete_function = _wrap_delete_function(LambdaBackend.delete_function)  # type: ignore[method-assign]
     lambda_urls.url_paths[PROVISIONED_CONCURRENCY_PATH] = LambdaResponse.dispatch
+
+    SageMakerResponse.update_endpoint = _update_endpoint  # type: ignore[attr-defined]
+    SageMakerModelBackend.describe_endpoint = _wrap_describe_endpoint(  # type: ignore[method-assign]
+        SageMakerModelBackend.describe_endpoint
+    )

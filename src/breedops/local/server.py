@@ -42,10 +42,16 @@ def main(argv: list[str] | None = None) -> int:
     from werkzeug.serving import run_simple
 
     from breedops.local import moto_extensions
-    from breedops.local.journal import Journal, JournalingApp, make_backend_creation_deterministic
+    from breedops.local.journal import (
+        Journal,
+        JournalingApp,
+        make_backend_creation_deterministic,
+        make_multipart_upload_ids_deterministic,
+    )
 
     moto_extensions.apply()
     make_backend_creation_deterministic()
+    make_multipart_upload_ids_deterministic()
     journal = Journal(args.state_dir / "journal") if args.state_dir else None
     app = JournalingApp(DomainDispatcherApplication(create_backend_app), journal)
     app.replay()  # before binding: the port answers only once the state is back

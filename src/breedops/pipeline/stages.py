@@ -77,7 +77,8 @@ def hash_files(paths: Iterable[Path], suffixes: tuple[str, ...] = ()) -> str:
     for file in sorted(files):
         if suffixes and not file.name.endswith(suffixes):
             continue
-        if "__pycache__" in file.parts or ".terraform" in file.parts:
+        # Caches and files that tools rewrite on their own are not inputs.
+        if {"__pycache__", ".terraform"} & set(file.parts) or file.name == ".terraform.lock.hcl":
             continue
         h.update(str(file).encode())
         h.update(file.read_bytes())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import os
 import resource
 import sys
@@ -51,6 +52,8 @@ def main(argv: list[str]) -> int:
     code_dir, handler_path = argv[0], argv[1]
     protocol_out = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # the function's prints and logs go to stderr, as to CloudWatch
+    # The Python runtime gives the root logger a handler before it imports the function.
+    logging.basicConfig(format="[%(levelname)s]\t%(asctime)s\t%(message)s", stream=sys.stderr)
     started = time.perf_counter()
     sys.path.insert(0, code_dir)
     module_name, _, function_name = handler_path.rpartition(".")
