@@ -104,3 +104,13 @@ def test_bench_report_command_rewrites_summary(tmp_path, capsys):
     capsys.readouterr()
     assert main(["bench", "report", str(tmp_path / "missing.json")]) == 2
     assert "cannot read benchmark results" in capsys.readouterr().err
+
+
+def test_best_window_prefers_within_bound_then_fastest():
+    from breedops.bench.endpoint import best_window
+
+    windows = [level(4, 30.0, 900), level(4, 12.0, 300), level(4, 11.0, 200)]
+    best = best_window(windows, p99_bound_ms=500)
+    assert best["achieved_rps"] == 12.0 and best["window_rps"] == [30.0, 12.0, 11.0]
+    # None within the bound: the fastest window stands, and fails the bound later.
+    assert best_window(windows, p99_bound_ms=100)["achieved_rps"] == 30.0

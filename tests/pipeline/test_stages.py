@@ -74,3 +74,24 @@ def test_ledger_ignores_corrupt_file(tmp_path):
     run_stages(make_stages(calls, {"base": 1, "data": 1, "train": 1}), StageLedger(path),
                out=io.StringIO())
     assert calls == ["base", "data", "train"]
+
+
+def test_run_stages_reruns_when_stage_result_no_longer_exists(tmp_path):
+    calls: list[str] = []
+    inputs = {"base": 1, "data": 1, "train": 1}
+    exists = {"value": True}
+
+    def stages():
+        built = make_stages(calls, inputs)
+        built[0] = Stage("base", "Base", lambda _o: 1, built[0].run, hint="",
+                         still_valid=lambda _outputs: exists["value"])
+        return built
+
+    run_stages(stages(), StageLedger(tmp_path / "l.json"), out=io.StringIO())
+    calls.clear()
+    run_stages(stages(), StageLedger(tmp_path / "l.json"), out=io.StringIO())
+    assert calls == []  # nothing changed, the result is still there
+
+    exists["value"] = False  # e.g. the emulator's state was wiped
+    run_stages(stages(), StageLedger(tmp_path / "l.json"), out=io.StringIO())
+    assert calls == ["base", "data", "train"]

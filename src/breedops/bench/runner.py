@@ -35,13 +35,14 @@ class BenchPlan:
     latency_requests: int
     concurrency_levels: tuple[int, ...]
     seconds_per_level: float
+    windows_per_level: int
     speedup_repeats: int
     training_epochs: int
     tuning_jobs: int
 
 
-FULL = BenchPlan("full", ("resnet18", "resnet50"), 40, (1, 2, 4, 8, 16, 32), 6.0, 20, 1, 2)
-QUICK = BenchPlan("quick", ("resnet18",), 8, (1, 4), 2.0, 5, 1, 0)
+FULL = BenchPlan("full", ("resnet18", "resnet50"), 40, (1, 2, 4, 8, 16, 32), 5.0, 3, 20, 1, 2)
+QUICK = BenchPlan("quick", ("resnet18",), 8, (1, 4), 2.0, 1, 5, 1, 0)
 # The autoscaling policy compared on the shipped curves (targets as multiples of the
 # recommended one; the cooldowns in seconds).
 TARGET_MULTIPLES = (0.5, 0.75, 1.0, 1.25, 1.5)
@@ -156,7 +157,7 @@ def run_benchmarks(quick: bool = False, output_dir: str | Path | None = None,
             requests=plan.latency_requests, architectures=plan.architectures),
         "endpoint_throughput": lambda: endpoint.endpoint_throughput(
             plan.architectures[0], plan.concurrency_levels, plan.seconds_per_level,
-            p99_bound_ms),
+            p99_bound_ms, plan.windows_per_level),
         "speedups": lambda: {arch: speedups.compare_variants(arch, repeats=plan.speedup_repeats)
                              for arch in plan.architectures},
         "training": lambda: _training(plan),

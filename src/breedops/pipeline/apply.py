@@ -103,7 +103,7 @@ def _services(options: PipelineOptions) -> Stage:
 
 def _base(options: PipelineOptions) -> Stage:
     def fingerprint(_: Outputs) -> Any:
-        return {"terraform": terraform_sources(), "state": _state_holds_bucket(options.env)}
+        return {"terraform": terraform_sources()}
 
     def run(_: Outputs) -> Outputs:
         from breedops import terraform
@@ -112,7 +112,8 @@ def _base(options: PipelineOptions) -> Stage:
         return {"terraform_outputs": out}
 
     return Stage("base", "terraform apply: bucket, KMS key, roles and policies", fingerprint,
-                 run, "read the Terraform error above; `make plan` shows what it tried to do")
+                 run, "read the Terraform error above; `make plan` shows what it tried to do",
+                 still_valid=_bucket_exists)
 
 
 def _data(options: PipelineOptions) -> Stage:
@@ -298,18 +299,15 @@ def _body(response: dict[str, Any]) -> dict[str, Any]:
     return response
 
 
-def _state_holds_bucket(env: str) -> bool:
-    """Whether the bucket Terraform created last time still exists (an emulator whose state
-    was wiped, or an account cleaned by hand, invalidates every stage)."""
-    previous = StageLedger(pipeline_dir(env) / "ledger.json").records.get("base")
-    if previous is None:
-        return False
-    bucket = previous.outputs.get("terraform_outputs", {}).get("bucket_name")
-    if not bucket:
-        return False
+def _bucket_exists(base_outputs: Outputs) -> bool:
+    """Whether the bucket of the last base apply still exists: an emulator whose state was
+    wiped (or an account cleaned by hand) invalidates every stage."""
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
+    bucket = base_outputs.get("terraform_outputs", {}).get("bucket_name")
+    if not bucket:
+        return False
     try:
         boto3.client("s3").head_bucket(Bucket=bucket)
     except (BotoCoreError, ClientError):

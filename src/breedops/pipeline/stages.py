@@ -49,6 +49,8 @@ class Stage:
     run: Callable[[Outputs], Outputs]
     hint: str
     always_run: bool = False
+    # Whether what a finished run produced still exists (e.g. the emulator was wiped).
+    still_valid: Callable[[Outputs], bool] = lambda _outputs: True
 
 
 @dataclass
@@ -132,6 +134,7 @@ def run_stages(
             and not stage.always_run
             and record is not None
             and record.fingerprint == fingerprint
+            and stage.still_valid(record.outputs)
         ):
             outputs.update(record.outputs)
             timeline.append((stage.name, "skipped", 0.0))
