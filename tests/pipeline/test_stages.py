@@ -95,3 +95,19 @@ def test_run_stages_reruns_when_stage_result_no_longer_exists(tmp_path):
     exists["value"] = False  # e.g. the emulator's state was wiped
     run_stages(stages(), StageLedger(tmp_path / "l.json"), out=io.StringIO())
     assert calls == ["base", "data", "train"]
+
+
+def test_run_stages_always_run_stage_does_not_invalidate_later_ones(tmp_path):
+    calls: list[str] = []
+    inputs = {"base": 1, "data": 1, "train": 1}
+
+    def stages():
+        built = make_stages(calls, inputs)
+        check = Stage("check", "Check", lambda _o: None, lambda _o: calls.append("check") or {},
+                      hint="", always_run=True)
+        return [check, *built]
+
+    run_stages(stages(), StageLedger(tmp_path / "l.json"), out=io.StringIO())
+    calls.clear()
+    run_stages(stages(), StageLedger(tmp_path / "l.json"), out=io.StringIO())
+    assert calls == ["check"]

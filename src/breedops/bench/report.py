@@ -177,6 +177,10 @@ def _speedup_lines(section: dict[str, Any] | None) -> list[str]:
                          f"{v.get('p90_ms_per_call', '-')} | {v['speedup']} | "
                          f"{v['max_probability_diff']:.1e} | {v['same_top1']} | "
                          f"{'yes' if v['adopt'] else 'no'} |")
+    notes = {name: v["note"] for figures in section.values()
+             for name, v in figures["variants"].items() if v.get("note")}
+    if notes:
+        lines += ["", *(f"- {name}: {note}." for name, note in notes.items())]
     first = next(iter(section.values()))
     lines += ["", (f"Adopt = equal within {first['tolerance']:g} (probabilities) with the same "
               f"top-1, and at least {first['adopt_margin']:.0%} less time per image.")]

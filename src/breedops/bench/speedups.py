@@ -20,6 +20,9 @@ logger = logging.getLogger(__name__)
 TOLERANCE = 1e-4  # max absolute difference of a softmax probability
 ADOPT_MARGIN = 0.20  # at least 20 % less time per image
 BATCH_SIZE = 8
+# What the speed-up alone does not say.
+NOTES = {"torchscript_frozen": "TorchScript is deprecated in torch 2.x (FutureWarning); its "
+                               "successors are torch.export and torch.compile"}
 
 
 def _interleaved_samples_ms(calls: dict[str, Callable[[], Any]], repeats: int,
@@ -111,5 +114,7 @@ def compare_variants(arch: str = "resnet18", image_size: int = 224, num_classes:
                             and figures["ms_per_image"] <= baseline * (1 - ADOPT_MARGIN))
     logger.info("%s speed-ups: %s", arch,
                 {k: v["speedup"] for k, v in results.items()})
+    for name, note in NOTES.items():
+        results[name]["note"] = note
     return {"arch": arch, "image_size": image_size, "device": device.type,
             "tolerance": TOLERANCE, "adopt_margin": ADOPT_MARGIN, "variants": results}

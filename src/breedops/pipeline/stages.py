@@ -140,9 +140,16 @@ def run_stages(
             timeline.append((stage.name, "skipped", 0.0))
             print(f"{prefix} ... unchanged, skipped  [{_clock(started)}]", file=out, flush=True)
             continue
-        # A stage that runs again invalidates what was built on it.
-        invalidated = invalidated or not stage.always_run
-        ledger.forget_from([s.name for s in stages[index - 1 :]])
+        if record is not None and not stage.always_run:
+            reason = ("an earlier stage ran again" if invalidated else
+                      "its inputs changed" if record.fingerprint != fingerprint else
+                      "what it made is gone")
+            log.info("stage %s runs again: %s", stage.name, reason)
+        # A stage that runs again invalidates what was built on it (an always-run stage only
+        # checks or uses what exists, so it does not).
+        if not stage.always_run:
+            invalidated = True
+            ledger.forget_from([s.name for s in stages[index - 1 :]])
         print(f"{prefix} ...  [{_clock(started)}]", file=out, flush=True)
         t0 = time.monotonic()
         try:
