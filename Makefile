@@ -15,6 +15,11 @@ PY := $(BIN)/python
 TERRAFORM ?= terraform
 TERRAFORM_MIN_VERSION := 1.7.0
 PYTEST_ARGS ?=
+# make apply: the data set (digits, dog-images or a folder) and the tuning job's size.
+DATASET ?= digits
+TRIALS ?= 4
+PARALLEL ?= 2
+EPOCHS ?=
 
 # The stamp's name carries a hash of the pins, so `make setup` reinstalls exactly when they change.
 SETUP_STAMP := $(VENV)/.setup-$(shell cat requirements.lock pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
@@ -97,7 +102,8 @@ plan: setup check-terraform lambda
 
 .PHONY: apply  ## run the whole pipeline: base, data, tuning, training, serving, smoke test
 apply: setup check-terraform lambda
-	$(PY) -m breedops pipeline apply --env $(ENV)
+	$(PY) -m breedops pipeline apply --env $(ENV) --dataset $(DATASET) --trials $(TRIALS) \
+	  --parallel-trials $(PARALLEL) $(if $(EPOCHS),--epochs $(EPOCHS))
 
 .PHONY: destroy  ## destroy serving and base resources (the data bucket stays unless FORCE=1)
 destroy: setup check-terraform

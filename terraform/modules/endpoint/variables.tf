@@ -80,7 +80,7 @@ variable "autoscaling" {
   type = object({
     min_capacity                    = optional(number, 1)
     max_capacity                    = optional(number, 4)
-    target_invocations_per_instance = optional(number, 200)
+    target_invocations_per_instance = optional(number, 1000)
     scale_in_cooldown_seconds       = optional(number, 300)
     scale_out_cooldown_seconds      = optional(number, 60)
     disable_scale_in                = optional(bool, false)
