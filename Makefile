@@ -96,9 +96,9 @@ lambda: setup
 tf-apply: setup check-terraform lambda
 	$(PY) -m breedops terraform apply --env $(ENV)
 
-.PHONY: plan  ## terraform plan of ENV, written as plan.json and PLAN.md
-plan: setup check-terraform lambda
-	$(PY) -m breedops terraform plan --env $(ENV)
+.PHONY: plan  ## terraform plan of ENV into plan.json and PLAN.md (PLAN_ARGS=--fail-on-protected)
+plan: setup check-terraform lambda $(if $(filter local,$(ENV)),up)
+	$(PY) -m breedops terraform plan --env $(ENV) $(PLAN_ARGS)
 
 .PHONY: apply  ## run the whole pipeline: base, data, tuning, training, serving, smoke test
 apply: setup check-terraform lambda
@@ -109,12 +109,18 @@ apply: setup check-terraform lambda
 destroy: setup check-terraform
 	$(PY) -m breedops terraform destroy --env $(ENV) $(if $(filter 1,$(FORCE)),--force)
 
-.PHONY: lint  ## ruff, terraform fmt/validate and checkov
+.PHONY: lint  ## ruff, terraform fmt/validate, checkov, the workflow linters, the IAM linter
 lint: setup check-terraform
 	$(BIN)/ruff check src tests lambda scripts
 	$(TERRAFORM) fmt -check -recursive terraform
 	$(PY) -m breedops terraform validate-all
 	$(TOOLS_BIN)/checkov --quiet --compact -d terraform --framework terraform
+	$(TOOLS_BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	$(TOOLS_BIN)/zizmor --offline --quiet .github/workflows
+	@# The IAM linter reads the policies rendered in the last `make plan` of ENV, when there is one.
+	@if [ -f terraform/envs/$(ENV)/plan.json ]; then \
+	  $(PY) -m breedops.review.iam_lint --skip-unrendered terraform/envs/$(ENV)/plan.json; \
+	else echo "iam lint: no terraform/envs/$(ENV)/plan.json yet; run \`make plan\` to lint the policies"; fi
 
 .PHONY: test-only  ## pytest and terraform test, without lint
 test-only: setup check-terraform lambda

@@ -86,6 +86,10 @@ def test_invoke_endpoint_sagemaker_sdk_matches_direct_call(deployment, model_dir
     body = jpeg_bytes((90, 90, 200))
     # Not Endpoint.get(): moto's DescribeEndpoint answers an empty DataCaptureConfig that
     # sagemaker-core's model rejects; invoke needs only the name.
+    from sagemaker.core.utils.utils import SageMakerClient
+
+    # sagemaker-core caches its clients per process: drop any made for another test's hosting.
+    SageMakerClient.reset()
     endpoint = Endpoint(endpoint_name=deployment.endpoint_name)
     response = endpoint.invoke(body=body, content_type="image/jpeg", accept="application/json")
     answer = json.loads(response.body.read())

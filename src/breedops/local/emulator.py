@@ -71,21 +71,27 @@ def emulator_service(port: int | None = None, state: Path | None = None) -> Serv
     return Service(name="emulator", argv=argv, port=port, health_path=HEALTH_PATH)
 
 
-def hosting_service(port: int | None = None) -> Service | None:
-    """Local SageMaker hosting, or None while its module does not exist."""
+def hosting_service(port: int | None = None, emulator_url: str | None = None) -> Service | None:
+    """Local SageMaker hosting, or None while its module does not exist.
+
+    With `emulator_url`, hosting is given that emulator's variables explicitly, so it never
+    resolves endpoints against whatever emulator the caller's environment points at.
+    """
     if importlib.util.find_spec(HOSTING_MODULE.rsplit(".", 1)[0]) is None or (
         importlib.util.find_spec(HOSTING_MODULE) is None
     ):
         return None
     port = port or _port_from_environment(HOSTING_PORT_VARIABLE, DEFAULT_HOSTING_PORT)
     argv = [sys.executable, "-m", HOSTING_MODULE, "--host", "127.0.0.1", "--port", str(port)]
-    return Service(name="hosting", argv=argv, port=port, health_path="/ping")
+    env = environment(emulator_url, f"http://127.0.0.1:{port}") if emulator_url else {}
+    return Service(name="hosting", argv=argv, port=port, health_path="/ping", env=env)
 
 
 def services(state: Path) -> list[Service]:
     """The services `up` starts, in start order."""
-    found = [emulator_service(state=state)]
-    hosting = hosting_service()
+    emulator = emulator_service(state=state)
+    found = [emulator]
+    hosting = hosting_service(emulator_url=emulator.url)
     if hosting is None:
         log.info("local hosting not started: %s is not installed yet", HOSTING_MODULE)
     else:

@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     from werkzeug.serving import run_simple
 
-    from breedops.local import iam_simulation, moto_extensions
+    from breedops.local import iam_enforcement, iam_simulation, moto_extensions
     from breedops.local.journal import (
         Journal,
         JournalingApp,
@@ -51,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
 
     moto_extensions.apply()
     iam_simulation.apply()  # the SageMaker SDK v3 validates the execution role with it
+    if iam_enforcement.enabled():  # resources and conditions checked as AWS does
+        iam_enforcement.apply()
     make_backend_creation_deterministic()
     make_multipart_upload_ids_deterministic()
     journal = Journal(args.state_dir / "journal") if args.state_dir else None

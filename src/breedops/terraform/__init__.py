@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from breedops.settings import artifacts_file, project_root, state_dir, terraform_env_dir
-from breedops.terraform.plan_summary import render
+from breedops.terraform.plan_summary import render, unapproved_protected_changes
 from breedops.terraform.runner import TerraformError, run, run_json
 
 __all__ = [
+    "ProtectedResourceError",
     "TerraformError",
     "apply",
     "destroy",
@@ -89,8 +90,20 @@ def _check_lambda_zip(env: str, root: Path) -> None:
         )
 
 
-def plan(env: str) -> tuple[Path, Path]:
-    """Plan `env`; write plan.json (terraform show -json) and PLAN.md in the root."""
+class ProtectedResourceError(TerraformError):
+    """The plan destroys or replaces a stateful resource that no override allows."""
+
+
+def plan(env: str, fail_on_protected: bool = False,
+         allow_destroy: tuple[str, ...] = ()) -> tuple[Path, Path]:
+    """Plan `env`; write plan.json (terraform show -json) and PLAN.md in the root.
+
+    With `fail_on_protected`, raise ProtectedResourceError (after writing both files, so the
+    review still shows why) when the plan destroys or replaces a bucket, key or log group whose
+    address (or module) is not in `allow_destroy`.
+    """
+    from breedops.review.checkov import run_checkov
+
     root = init(env)
     _check_lambda_zip(env, root)
     plan_file = state_dir() / "terraform" / f"{env}.tfplan"
@@ -99,8 +112,16 @@ def plan(env: str) -> tuple[Path, Path]:
     document = run_json(root, "show", "-json", str(plan_file), env=env)
     plan_json = root / "plan.json"
     plan_md = root / "PLAN.md"
+    checkov = run_checkov(project_root() / "terraform")
     _write_atomically(plan_json, json.dumps(document, indent=1))
-    _write_atomically(plan_md, render(env, document))
+    _write_atomically(plan_md, render(env, document, checkov=checkov, allowed=allow_destroy))
+    unapproved = unapproved_protected_changes(document, allow_destroy)
+    if fail_on_protected and unapproved:
+        raise ProtectedResourceError(
+            f"the plan of {env} destroys or replaces protected resources: "
+            f"{', '.join(unapproved)}; if that is intended, repeat with "
+            + " ".join(f"--allow-destroy {a}" for a in unapproved)
+        )
     return plan_json, plan_md
 
 

@@ -22,7 +22,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         return sub
 
     add("apply", _apply, "apply the environment (base, plus serving once an artifact exists)")
-    add("plan", _plan, "plan the environment into plan.json and PLAN.md")
+    plan = add("plan", _plan, "plan the environment into plan.json and PLAN.md")
+    plan.add_argument("--fail-on-protected", action="store_true",
+                      help="exit non-zero when a bucket, KMS key or log group would be destroyed "
+                      "or replaced without --allow-destroy")
+    plan.add_argument("--allow-destroy", action="append", default=[], metavar="ADDRESS",
+                      help="explicit override: a resource (or module) address that may be "
+                      "destroyed or replaced; repeatable")
     destroy = add("destroy", _destroy, "destroy the environment except the data bucket")
     destroy.add_argument("--force", action="store_true",
                          help="also delete the data bucket with every object in it")
@@ -42,7 +48,8 @@ def _apply(args: argparse.Namespace) -> int:
 def _plan(args: argparse.Namespace) -> int:
     from breedops import terraform
 
-    plan_json, plan_md = terraform.plan(args.env)
+    plan_json, plan_md = terraform.plan(args.env, fail_on_protected=args.fail_on_protected,
+                                        allow_destroy=tuple(args.allow_destroy))
     print(plan_md.read_text(), end="")
     print(f"wrote {plan_json} and {plan_md}")
     return 0

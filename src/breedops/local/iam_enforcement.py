@@ -1,0 +1,205 @@
+"""Make the emulator's IAM enforcement check the resources and conditions we scope policies by.
+
+moto enforces identity policies once `INITIAL_NO_AUTH_ACTION_COUNT` requests have passed, but
+it matches `Resource` only for S3, IAM, STS and SQS: every other call is checked against `*`,
+so a statement scoped to an endpoint ARN denies a call that AWS allows. And it reads every
+`Condition` of an identity policy as failed, which turns an `Allow` with a condition into an
+explicit deny. `apply()` fixes both, in place:
+
+- SageMaker, Lambda, CloudWatch Logs and KMS requests are checked against the ARN of the
+  resource they name (`_determine_resource`, the hook moto's own IAM and SQS responses use);
+- conditions of identity policies are evaluated against the request's context keys
+  (`s3:prefix`, `cloudwatch:namespace`): a statement whose condition fails does not apply,
+  as on AWS. A key the request does not carry fails the condition.
+
+The server calls `apply()` only when enforcement is on. `is_allowed()` evaluates a principal's
+policies the same way for calls the emulator does not serve (SageMaker Runtime's
+`InvokeEndpoint` goes to local hosting).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable
+from contextvars import ContextVar
+from fnmatch import fnmatchcase
+from typing import Any
+from urllib.parse import unquote
+
+ENFORCEMENT_VARIABLE = "INITIAL_NO_AUTH_ACTION_COUNT"
+# Request parameters whose name gives the SageMaker resource, in the order that decides it.
+SAGEMAKER_NAME_PARAMETERS = (
+    ("HyperParameterTuningJobName", "hyper-parameter-tuning-job"),
+    ("TrainingJobName", "training-job"),
+    ("EndpointName", "endpoint"),
+    ("EndpointConfigName", "endpoint-config"),
+    ("ModelName", "model"),
+)
+# Condition keys the request carries, read from its parameters.
+CONTEXT_PARAMETERS = {"s3:prefix": "prefix", "cloudwatch:namespace": "Namespace"}
+
+_request_context: ContextVar[dict[str, str] | None] = ContextVar("breedops_iam_context",
+                                                                default=None)
+
+
+def enabled() -> bool:
+    """Whether moto will enforce IAM (the variable is set to a finite count)."""
+    return os.environ.get(ENFORCEMENT_VARIABLE, "").strip().isdigit()
+
+
+def _arn(response: Any, service: str, resource: str) -> str:
+    from moto.utilities.utils import get_partition
+
+    partition = get_partition(response.region)
+    return f"arn:{partition}:{service}:{response.region}:{response.current_account}:{resource}"
+
+
+def _params(response: Any) -> dict[str, Any]:
+    try:
+        body = json.loads(response.body or "{}")
+    except (TypeError, ValueError):
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def sagemaker_resource(response: Any) -> str:
+    """The ARN a SageMaker request acts on; SageMaker lowercases names in its ARNs."""
+    params = _params(response)
+    if "ResourceArn" in params:
+        return params["ResourceArn"]
+    for parameter, kind in SAGEMAKER_NAME_PARAMETERS:
+        if parameter in params:
+            return _arn(response, "sagemaker", f"{kind}/{params[parameter].lower()}")
+    return "*"
+
+
+def lambda_resource(response: Any) -> str:
+    """The function a Lambda request acts on (its name is in the path, or the body on create)."""
+    match = re.search(r"/functions/([^/?]+)", unquote(response.path))
+    name = match.group(1) if match else _params(response).get("FunctionName")
+    if not name:
+        return "*"
+    if name.startswith("arn:"):
+        return name
+    return _arn(response, "lambda", f"function:{name}")
+
+
+def logs_resource(response: Any) -> str:
+    """The log group, or the log stream inside it, a CloudWatch Logs request acts on."""
+    params = _params(response)
+    group = params.get("logGroupName") or params.get("logGroupIdentifier")
+    if not group:
+        return params.get("resourceArn", "*")
+    if group.startswith("arn:"):
+        return group
+    stream = params.get("logStreamName")
+    suffix = f":log-stream:{stream}" if stream else ""
+    return _arn(response, "logs", f"log-group:{group}{suffix}")
+
+
+def kms_resource(response: Any) -> str:
+    """The key a KMS request acts on: aliases and key ids resolve to the key's ARN."""
+    from moto.kms.models import kms_backends
+
+    key = _params(response).get("KeyId") or _params(response).get("TargetKeyId")
+    if not key:
+        return "*"
+    try:
+        key_id = kms_backends[response.current_account][response.region].any_id_to_key_id(key)
+    except Exception:  # noqa: BLE001 - an unknown key is the backend's error to report
+        return "*"
+    return _arn(response, "kms", f"key/{key_id}")
+
+
+def conditions_hold(conditions: dict[str, dict[str, Any]], context: dict[str, str]) -> bool:
+    """Evaluate a Condition block against the request context (the operators we use)."""
+    operators: dict[str, Callable[[str, list[str]], bool]] = {
+        "StringEquals": lambda actual, expected: actual in expected,
+        "StringNotEquals": lambda actual, expected: actual not in expected,
+        "StringLike": lambda actual, expected: any(fnmatchcase(actual, e) for e in expected),
+        "Bool": lambda actual, expected: actual.lower() in [e.lower() for e in expected],
+    }
+    for operator, keys in conditions.items():
+        check = operators.get(operator)
+        for key, expected in keys.items():
+            actual = context.get(key)
+            values = [expected] if isinstance(expected, str) else [str(e) for e in expected]
+            if check is None or actual is None or not check(actual, values):
+                return False
+    return True
+
+
+def request_context(data: dict[str, Any]) -> dict[str, str]:
+    """The condition keys a request carries, from its query or form parameters."""
+    context = {}
+    for key, parameter in CONTEXT_PARAMETERS.items():
+        value = (data or {}).get(parameter)
+        if isinstance(value, list):
+            value = value[0] if value else None
+        if value is not None:
+            context[key] = str(value)
+    return context
+
+
+def apply() -> None:
+    """Patch moto's responses and policy evaluation in place; idempotent."""
+    from moto.awslambda.responses import LambdaResponse
+    from moto.iam.access_control import IAMPolicyStatement, IAMRequestBase, PermissionResult
+    from moto.kms.responses import KmsResponse
+    from moto.logs.responses import LogsResponse
+    from moto.sagemaker.responses import SageMakerResponse
+
+    if getattr(IAMPolicyStatement, "_breedops_enforcement", False):
+        return
+    for cls, resolve in ((SageMakerResponse, sagemaker_resource),
+                         (LambdaResponse, lambda_resource),
+                         (LogsResponse, logs_resource),
+                         (KmsResponse, kms_resource)):
+        cls._determine_resource = resolve
+
+    original_check = IAMRequestBase.check_action_permitted
+    original_statement = IAMPolicyStatement.is_action_permitted
+
+    def check_action_permitted(self: Any, resource: str) -> None:
+        token = _request_context.set(request_context(self._data))
+        try:
+            original_check(self, resource)
+        finally:
+            _request_context.reset(token)
+
+    def is_action_permitted(self: Any, action: str, resource: str = "*",
+                            principal: str | None = None,
+                            incoming_condition_values: dict[str, str] | None = None) -> Any:
+        conditions = self._statement.get("Condition")
+        # Trust policies (evaluated with a principal) keep moto's own condition handling.
+        if not conditions or principal is not None:
+            return original_statement(self, action, resource, principal,
+                                      incoming_condition_values)
+        if not conditions_hold(conditions, _request_context.get() or {}):
+            return PermissionResult.NEUTRAL
+        unconditional = {k: v for k, v in self._statement.items() if k != "Condition"}
+        return original_statement(IAMPolicyStatement(unconditional), action, resource)
+
+    IAMRequestBase.check_action_permitted = check_action_permitted
+    IAMPolicyStatement.is_action_permitted = is_action_permitted
+    IAMPolicyStatement._breedops_enforcement = True
+
+
+def is_allowed(policies: list[str | dict[str, Any]], action: str, resource: str,
+               context: dict[str, str] | None = None) -> bool:
+    """Whether identity `policies` allow `action` on `resource`, as the patched emulator decides.
+
+    For calls the emulator does not serve, such as SageMaker Runtime's `InvokeEndpoint`.
+    """
+    from moto.iam.access_control import IAMPolicy, PermissionResult
+
+    apply()
+    token = _request_context.set(context or {})
+    try:
+        results = [IAMPolicy(json.dumps(p) if isinstance(p, dict) else p)
+                   .is_action_permitted(action, resource) for p in policies]
+    finally:
+        _request_context.reset(token)
+    return PermissionResult.DENIED not in results and PermissionResult.PERMITTED in results

@@ -1,0 +1,1 @@
+"""Review of infrastructure changes: the linters (checkov, parliament) run over a plan."""

@@ -1,0 +1,41 @@
+"""`terraform plan` of the local env against the emulator: PLAN.md, protection, IAM lint."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from breedops import terraform
+from breedops.review import iam_lint
+from breedops.terraform.runner import run
+
+pytestmark = [pytest.mark.emulator, pytest.mark.terraform, pytest.mark.slow]
+
+BUCKET = "module.platform.module.data_bucket.aws_s3_bucket.this"
+
+
+def test_plan_flags_replaced_bucket_diffs_iam_and_lints_clean(aws_emulator, sandbox):
+    terraform.apply("local")
+    env_root = sandbox / "terraform" / "envs" / "local"
+    iam = sandbox / "terraform" / "modules" / "iam" / "main.tf"
+    iam.write_text(iam.read_text().replace(
+        'actions   = ["s3:GetObject"]\n    resources = ["${var.bucket_arn}/jobs/*"]',
+        'actions   = ["s3:GetObject", "s3:GetObjectTagging"]\n'
+        '    resources = ["${var.bucket_arn}/jobs/*"]', 1))
+    plan_json, plan_md = terraform.plan("local", fail_on_protected=True)
+    text = plan_md.read_text()
+    assert "CAUTION" not in text
+    assert "+ Allow ReadJobArtifacts: s3:GetObject, s3:GetObjectTagging on" in text
+    assert "## checkov" in text and " passed, 0 failed" in text
+    findings = iam_lint.lint(json.loads(plan_json.read_text()))
+    assert [f for f in findings if f.reason is None] == []
+
+    run(env_root, "taint", BUCKET, env="local", capture=True)
+    with pytest.raises(terraform.ProtectedResourceError, match=f"--allow-destroy {BUCKET}"):
+        terraform.plan("local", fail_on_protected=True)
+    _, plan_md = terraform.plan("local", fail_on_protected=True, allow_destroy=(BUCKET,))
+    text = plan_md.read_text()
+    assert text.index(f"**replace** `{BUCKET}` (allowed by override)") < text.index("| module |")
+    # The new bucket's ARN is unknown until apply, so the policies built from it are too.
+    assert "+ (known after apply)" in text
