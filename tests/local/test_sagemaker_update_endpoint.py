@@ -71,3 +71,19 @@ def test_update_endpoint_unknown_configuration_is_validation_error(endpoint):
     assert "missing-config" in err.value.response["Error"]["Message"]
     # the endpoint is left as it was
     assert client.describe_endpoint(EndpointName=endpoint)["EndpointConfigName"] == f"{endpoint}-a"
+
+
+def test_describe_calls_omit_settings_never_made_and_keep_network_isolation(endpoint):
+    client = boto3.client("sagemaker")
+    name = f"{endpoint}-isolated"
+    client.create_model(ModelName=name, ExecutionRoleArn=ROLE_ARN, EnableNetworkIsolation=True,
+                        PrimaryContainer={"Image": IMAGE, "ModelDataUrl": "s3://b/m.tar.gz"})
+
+    model = client.describe_model(ModelName=name)
+    config = client.describe_endpoint_config(EndpointConfigName=f"{endpoint}-a")
+
+    assert model["EnableNetworkIsolation"] is True
+    assert "VpcConfig" not in model
+    assert "DataCaptureConfig" not in config
+    plain = client.describe_model(ModelName=endpoint)
+    assert plain["EnableNetworkIsolation"] is False

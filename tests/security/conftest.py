@@ -134,7 +134,9 @@ def enforced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EnforcedEnvir
             iam = admin.client("iam")
             operator = f"{PREFIX}-operator-test"
             iam.create_role(RoleName=operator, AssumeRolePolicyDocument=json.dumps(
-                {"Version": "2012-10-17", "Statement": []}))
+                {"Version": "2012-10-17", "Statement": [
+                    {"Effect": "Allow", "Action": "sts:AssumeRole",
+                     "Principal": {"Service": "ec2.amazonaws.com"}}]}))
             iam.attach_role_policy(RoleName=operator, PolicyArn=outputs["operator_policy_arn"])
             names = {"operator": operator,
                      "sagemaker": f"{PREFIX}-sagemaker-execution",

@@ -10,7 +10,9 @@ explicit deny. `apply()` fixes both, in place:
   resource they name (`_determine_resource`, the hook moto's own IAM and SQS responses use);
 - conditions of identity policies are evaluated against the request's context keys
   (`s3:prefix`, `cloudwatch:namespace`): a statement whose condition fails does not apply,
-  as on AWS. A key the request does not carry fails the condition.
+  as on AWS. A key the request does not carry fails the condition;
+- a trust policy's service principal no longer crashes `AssumeRole` by an IAM principal;
+- a bodyless GET is signed over its empty body (moto signs its parsed parameters instead).
 
 The server calls `apply()` only when enforcement is on. `is_allowed()` evaluates a principal's
 policies the same way for calls the emulator does not serve (SageMaker Runtime's
@@ -146,19 +148,51 @@ def request_context(data: dict[str, Any]) -> dict[str, str]:
 def apply() -> None:
     """Patch moto's responses and policy evaluation in place; idempotent."""
     from moto.awslambda.responses import LambdaResponse
-    from moto.iam.access_control import IAMPolicyStatement, IAMRequestBase, PermissionResult
     from moto.kms.responses import KmsResponse
     from moto.logs.responses import LogsResponse
     from moto.sagemaker.responses import SageMakerResponse
 
-    if getattr(IAMPolicyStatement, "_breedops_enforcement", False):
-        return
     for cls, resolve in ((SageMakerResponse, sagemaker_resource),
                          (LambdaResponse, lambda_resource),
                          (LogsResponse, logs_resource),
                          (KmsResponse, kms_resource)):
         cls._determine_resource = resolve
+    _evaluate_conditions()
+    _sign_bodyless_requests()
 
+
+def _sign_bodyless_requests() -> None:
+    """Check a GET's signature over its empty body, as the client signed it.
+
+    moto signs `body or data`: for a REST GET without a body (Lambda GetFunction, GetAlias) the
+    parsed parameters stand in as a form body, so every such call fails with
+    SignatureDoesNotMatch once enforcement is on.
+    """
+    from moto.iam.access_control import IAMRequestBase
+
+    if getattr(IAMRequestBase, "_breedops_bodyless", False):
+        return
+    original = IAMRequestBase._create_aws_request
+
+    def create_aws_request(self: Any) -> Any:
+        if self._method in ("GET", "HEAD", "DELETE") and not self._body:
+            data, self._data = self._data, {}
+            try:
+                return original(self)
+            finally:
+                self._data = data
+        return original(self)
+
+    IAMRequestBase._create_aws_request = create_aws_request
+    IAMRequestBase._breedops_bodyless = True
+
+
+def _evaluate_conditions() -> None:
+    """Evaluate identity-policy conditions against the request context; idempotent."""
+    from moto.iam.access_control import IAMPolicyStatement, IAMRequestBase, PermissionResult
+
+    if getattr(IAMPolicyStatement, "_breedops_enforcement", False):
+        return
     original_check = IAMRequestBase.check_action_permitted
     original_statement = IAMPolicyStatement.is_action_permitted
 
@@ -173,6 +207,11 @@ def apply() -> None:
                             principal: str | None = None,
                             incoming_condition_values: dict[str, str] | None = None) -> Any:
         conditions = self._statement.get("Condition")
+        expected = self._statement.get("Principal")
+        # In a trust policy, a service principal never names the calling user or role (moto
+        # fails with a TypeError there, as it only reads `AWS` principals).
+        if principal is not None and isinstance(expected, dict) and "AWS" not in expected:
+            return PermissionResult.NEUTRAL
         # Trust policies (evaluated with a principal) keep moto's own condition handling.
         if not conditions or principal is not None:
             return original_statement(self, action, resource, principal,
@@ -195,7 +234,7 @@ def is_allowed(policies: list[str | dict[str, Any]], action: str, resource: str,
     """
     from moto.iam.access_control import IAMPolicy, PermissionResult
 
-    apply()
+    _evaluate_conditions()
     token = _request_context.set(context or {})
     try:
         results = [IAMPolicy(json.dumps(p) if isinstance(p, dict) else p)

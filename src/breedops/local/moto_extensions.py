@@ -8,8 +8,9 @@ with requests validated and errors shaped like AWS's, so each part could be prop
   `aws_appautoscaling_target`);
 - Lambda `Put`/`Get`/`Delete`/`ListProvisionedConcurrencyConfig(s)`;
 - SageMaker `UpdateEndpoint` (without it an endpoint whose configuration changes, as every new
-  model does, leaves the provider waiting forever), and no empty `DataCaptureConfig` in
-  `DescribeEndpoint` (sagemaker-core's `Endpoint.get` rejects it; AWS omits the field).
+  model does, leaves the provider waiting forever); `CreateModel` keeps
+  `EnableNetworkIsolation`; describe calls omit empty `DataCaptureConfig`/`VpcConfig` as AWS
+  does (otherwise the provider replaces the model and endpoint configuration on every plan).
 
 Reserved concurrency (`PutFunctionConcurrency`, `GetFunctionConcurrency`) exists in moto 5.2.
 `apply()` is idempotent and must run before the server handles its first request.
@@ -342,15 +343,37 @@ def _update_endpoint(self: SageMakerResponse) -> ActionResult:
     return ActionResult({"EndpointArn": endpoint.arn})
 
 
-def _wrap_describe_endpoint(original: Any) -> Any:
-    def describe_endpoint(self: SageMakerModelBackend, endpoint_name: str) -> dict[str, Any]:
-        response = original(self, endpoint_name)
-        if not response.get("DataCaptureConfig"):
-            response.pop("DataCaptureConfig", None)
-        return response
+def _omit_empty(original: Any, *fields: str) -> Any:
+    """Wrap a describe response so that empty optional structures are left out, as AWS does.
 
-    describe_endpoint.__wrapped__ = original  # type: ignore[attr-defined]
-    return describe_endpoint
+    moto answers `DataCaptureConfig: {}` or `VpcConfig: {}` for settings never made; the AWS
+    provider reads those as configured blocks and plans a replacement on every run, and
+    sagemaker-core's models reject them. (The response, not the backend: moto's own code
+    reads those keys from the backend's dicts.)
+    """
+
+    def describe(self: SageMakerResponse) -> ActionResult:
+        response = dict(original(self).result)
+        for name in fields:
+            if not response.get(name):
+                response.pop(name, None)
+        return ActionResult(response)
+
+    describe.__wrapped__ = original  # type: ignore[attr-defined]
+    return describe
+
+
+def _wrap_create_model(original: Any) -> Any:
+    """Keep `EnableNetworkIsolation`, which moto drops (it always answers false)."""
+
+    def create_model(self: SageMakerResponse) -> ActionResult:
+        result = original(self)
+        model = self.sagemaker_backend.describe_model(self._get_param("ModelName"))
+        model.enable_network_isolation = bool(self._get_param("EnableNetworkIsolation", False))
+        return result
+
+    create_model.__wrapped__ = original  # type: ignore[attr-defined]
+    return create_model
 
 
 # --- registration ------------------------------------------------------------------------------
@@ -380,6 +403,10 @@ def apply() -> None:
     lambda_urls.url_paths[PROVISIONED_CONCURRENCY_PATH] = LambdaResponse.dispatch
 
     SageMakerResponse.update_endpoint = _update_endpoint  # type: ignore[attr-defined]
-    SageMakerModelBackend.describe_endpoint = _wrap_describe_endpoint(  # type: ignore[method-assign]
-        SageMakerModelBackend.describe_endpoint
+    for action, fields in (("describe_endpoint", ("DataCaptureConfig",)),
+                           ("describe_endpoint_config", ("DataCaptureConfig",)),
+                           ("describe_model", ("VpcConfig",))):
+        setattr(SageMakerResponse, action, _omit_empty(getattr(SageMakerResponse, action), *fields))
+    SageMakerResponse.create_model = _wrap_create_model(  # type: ignore[method-assign]
+        SageMakerResponse.create_model
     )
