@@ -44,6 +44,8 @@ ACCEPTED_REQUEST_TYPES = ("application/json", "application/octet-stream", "image
 
 logger = logging.getLogger()
 logger.setLevel(os.environ.get("LOG_LEVEL", "INFO").upper())
+# botocore logs every credential and endpoint lookup at INFO: noise in one line per invocation.
+logging.getLogger("botocore").setLevel(logging.WARNING)
 
 # Created once per execution environment (the cold start), reused by every invocation.
 RUNTIME = boto3.client(

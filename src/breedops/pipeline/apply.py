@@ -69,6 +69,14 @@ def terraform_sources() -> str:
     return hash_files([root / "modules", root / "envs"], suffixes=(".tf", ".hcl"))
 
 
+def _log_file(env: str, name: str) -> Path:
+    """A fresh log file for one stage's tool output, under the pipeline's folder."""
+    path = pipeline_dir(env) / "logs" / f"{name}.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("")
+    return path
+
+
 def lambda_zip() -> Path:
     return settings.project_root() / "build" / "lambda.zip"
 
@@ -108,7 +116,7 @@ def _base(options: PipelineOptions) -> Stage:
     def run(_: Outputs) -> Outputs:
         from breedops import terraform
 
-        out = terraform.apply(options.env)
+        out = terraform.apply(options.env, log_file=_log_file(options.env, "terraform-base"))
         return {"terraform_outputs": out}
 
     return Stage("base", "terraform apply: bucket, KMS key, roles and policies", fingerprint,
@@ -228,7 +236,8 @@ def _serving(options: PipelineOptions) -> Stage:
     def run(_: Outputs) -> Outputs:
         from breedops import terraform
 
-        return {"terraform_outputs": terraform.apply(options.env)}
+        return {"terraform_outputs": terraform.apply(
+            options.env, log_file=_log_file(options.env, "terraform-serving"))}
 
     return Stage("serving", "terraform apply: model, endpoint, autoscaling, Lambda, concurrency",
                  fingerprint, run,
@@ -361,9 +370,17 @@ def make_summary(options: PipelineOptions, outputs: Outputs,
         "smoke_prediction": outputs["smoke_prediction"],
         "smoke_correct": outputs["smoke_correct"],
         "smoke_report": outputs["smoke_report"],
-        "plots": sorted(str(p) for p in job_dir.glob("*/output/data/*.png")),
-        "logs": sorted(str(p) for p in job_dir.glob("*/logs/*.log")),
+        "plots": sorted(_shown(p) for p in job_dir.glob("*/output/data/*.png")),
+        "logs": sorted(_shown(p) for p in job_dir.glob("*/logs/*.log")),
     }
+
+
+def _shown(path: Path) -> str:
+    """A path as the user types it: relative to the project root when under it."""
+    try:
+        return str(path.relative_to(settings.project_root()))
+    except ValueError:
+        return str(path)
 
 
 def render_summary(s: dict[str, Any]) -> str:
@@ -393,7 +410,8 @@ def render_summary(s: dict[str, Any]) -> str:
         f"  logs               {', '.join(s['logs']) or '(none)'}",
         "",
         "next:",
-        f"  .venv/bin/breedops invoke --image {s['smoke_image']}   # predict through the Lambda",
+        (f"  .venv/bin/breedops invoke --image {_shown(Path(s['smoke_image']))}"
+         "   # predict through the Lambda"),
         "  make plan          # review what Terraform would change",
         "  make destroy       # remove serving and base resources (FORCE=1: the bucket too)",
     ]

@@ -125,12 +125,20 @@ def plan(env: str, fail_on_protected: bool = False,
     return plan_json, plan_md
 
 
-def apply(env: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Apply `env` (base, plus serving once an artifact exists); return its outputs."""
+def apply(env: str, variables: dict[str, Any] | None = None,
+          log_file: Path | None = None) -> dict[str, Any]:
+    """Apply `env` (base, plus serving once an artifact exists); return its outputs.
+
+    With `log_file`, terraform's output goes there and one summary line is logged.
+    """
     root = init(env)
     _check_lambda_zip(env, root)
     run(root, "apply", "-input=false", "-no-color", "-auto-approve", *_var_args(variables),
-        env=env)
+        env=env, log_file=log_file)
+    if log_file is not None:
+        summary = [line for line in log_file.read_text().splitlines()
+                   if line.startswith("Apply complete!")]
+        log.info("%s (full output: %s)", summary[-1] if summary else "applied", log_file)
     return outputs(env, initialised=True)
 
 

@@ -92,30 +92,44 @@ def run(
     *args: str,
     env: str | None = None,
     capture: bool = False,
+    log_file: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run `terraform <args>` in `root`; raise TerraformError naming the root on failure.
 
-    Output streams to the console unless `capture`; either way errors are summarised.
+    Output streams to the console unless `capture`, or goes to the end of `log_file`; either
+    way errors are summarised.
     """
     executable = shutil.which("terraform")
     if executable is None:
         raise TerraformError("terraform not found on PATH: install Terraform >= 1.7")
     command = [executable, *args]
     log.info("terraform %s (in %s)", " ".join(args), _relative(root))
-    proc = subprocess.run(
-        command,
-        cwd=root,
-        env=terraform_env(env),
-        text=True,
-        stdout=subprocess.PIPE if capture else None,
-        stderr=subprocess.PIPE,
-        check=False,
-    )
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        with log_file.open("a") as out:
+            out.write(f"\n$ terraform {' '.join(args)}\n")
+            out.flush()
+            proc = subprocess.run(command, cwd=root, env=terraform_env(env), text=True,
+                                  stdout=out, stderr=subprocess.PIPE, check=False)
+        if proc.stderr:
+            with log_file.open("a") as out:
+                out.write(proc.stderr)
+    else:
+        proc = subprocess.run(
+            command,
+            cwd=root,
+            env=terraform_env(env),
+            text=True,
+            stdout=subprocess.PIPE if capture else None,
+            stderr=subprocess.PIPE,
+            check=False,
+        )
     if not capture and proc.stderr:
         log.debug("terraform stderr: %s", proc.stderr)
     if proc.returncode != 0:
         detail = first_error((proc.stderr or "") + "\n" + (proc.stdout or ""))
-        raise TerraformError(f"terraform {args[0]} failed in {_relative(root)}: {detail}")
+        where = f" (full output: {log_file})" if log_file is not None else ""
+        raise TerraformError(f"terraform {args[0]} failed in {_relative(root)}: {detail}{where}")
     return proc
 
 
