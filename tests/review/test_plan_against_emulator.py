@@ -2,21 +2,37 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pytest
 
 from breedops import terraform
 from breedops.review import iam_lint
-from breedops.terraform.runner import run
+from breedops.terraform.runner import TerraformError, run
 
 pytestmark = [pytest.mark.emulator, pytest.mark.terraform, pytest.mark.slow]
 
 BUCKET = "module.platform.module.data_bucket.aws_s3_bucket.this"
 
 
-def test_plan_flags_replaced_bucket_diffs_iam_and_lints_clean(aws_emulator, sandbox):
+@pytest.fixture
+def applied(aws_emulator, sandbox, monkeypatch):
+    """The base env applied under a project name of its own, destroyed afterwards.
+
+    The emulator is shared by the session: its own names keep this env apart from the others.
+    """
+    monkeypatch.setenv("TF_VAR_project", "planreview")
     terraform.apply("local")
+    yield sandbox
+    env_root = sandbox / "terraform" / "envs" / "local"
+    with contextlib.suppress(TerraformError):  # untainted already when the test failed early
+        run(env_root, "untaint", BUCKET, env="local", capture=True)
+    terraform.destroy("local", force=True)
+
+
+def test_plan_flags_replaced_bucket_diffs_iam_and_lints_clean(applied):
+    sandbox = applied
     env_root = sandbox / "terraform" / "envs" / "local"
     iam = sandbox / "terraform" / "modules" / "iam" / "main.tf"
     iam.write_text(iam.read_text().replace(

@@ -54,9 +54,10 @@ def test_conditions_hold_only_when_every_key_matches():
     assert not iam_enforcement.conditions_hold({"NumericLessThan": {"k": "1"}}, {"k": "0"})
 
 
-def test_request_context_reads_query_and_form_parameters():
-    assert iam_enforcement.request_context({"prefix": ["data/"], "Namespace": "N"}) == {
-        "s3:prefix": "data/", "cloudwatch:namespace": "N"}
+def test_request_context_reads_query_parameters():
+    assert iam_enforcement.request_context({"prefix": ["data/"], "other": "N"}) == {
+        "s3:prefix": "data/"}
+    assert iam_enforcement.request_context({"prefix": "jobs/"}) == {"s3:prefix": "jobs/"}
     assert iam_enforcement.request_context({}) == {}
 
 

@@ -4,13 +4,14 @@ moto enforces identity policies once `INITIAL_NO_AUTH_ACTION_COUNT` requests hav
 it matches `Resource` only for S3, IAM, STS and SQS: every other call is checked against `*`,
 so a statement scoped to an endpoint ARN denies a call that AWS allows. And it reads every
 `Condition` of an identity policy as failed, which turns an `Allow` with a condition into an
-explicit deny. `apply()` fixes both, in place:
+explicit deny. `apply()` fixes these and three smaller gaps, in place:
 
 - SageMaker, Lambda, CloudWatch Logs and KMS requests are checked against the ARN of the
   resource they name (`_determine_resource`, the hook moto's own IAM and SQS responses use);
 - conditions of identity policies are evaluated against the request's context keys
   (`s3:prefix`, `cloudwatch:namespace`): a statement whose condition fails does not apply,
   as on AWS. A key the request does not carry fails the condition;
+- actions are named with IAM's prefix (`cloudwatch:`, where moto says `monitoring:`);
 - a trust policy's service principal no longer crashes `AssumeRole` by an IAM principal;
 - a bodyless GET is signed over its empty body (moto signs its parsed parameters instead).
 
@@ -39,11 +40,16 @@ SAGEMAKER_NAME_PARAMETERS = (
     ("EndpointConfigName", "endpoint-config"),
     ("ModelName", "model"),
 )
-# Condition keys the request carries, read from its parameters.
-CONTEXT_PARAMETERS = {"s3:prefix": "prefix", "cloudwatch:namespace": "Namespace"}
+# IAM's action prefix where it differs from the service name a request is signed for.
+ACTION_PREFIXES = {"monitoring": "cloudwatch"}
+# Condition keys a request carries in its query parameters.
+CONTEXT_PARAMETERS = {"s3:prefix": "prefix"}
 
 _request_context: ContextVar[dict[str, str] | None] = ContextVar("breedops_iam_context",
                                                                 default=None)
+# Context keys a response read from a body moto's IAM request cannot parse (CloudWatch's CBOR).
+_response_context: ContextVar[dict[str, str] | None] = ContextVar("breedops_response_context",
+                                                                 default=None)
 
 
 def enabled() -> bool:
@@ -115,6 +121,13 @@ def kms_resource(response: Any) -> str:
     return _arn(response, "kms", f"key/{key_id}")
 
 
+def cloudwatch_resource(response: Any) -> str:
+    """PutMetricData has no resource type; note its namespace for the condition instead."""
+    namespace = response._get_param("Namespace")
+    _response_context.set({"cloudwatch:namespace": namespace} if namespace else {})
+    return "*"
+
+
 def conditions_hold(conditions: dict[str, dict[str, Any]], context: dict[str, str]) -> bool:
     """Evaluate a Condition block against the request context (the operators we use)."""
     operators: dict[str, Callable[[str, list[str]], bool]] = {
@@ -148,6 +161,7 @@ def request_context(data: dict[str, Any]) -> dict[str, str]:
 def apply() -> None:
     """Patch moto's responses and policy evaluation in place; idempotent."""
     from moto.awslambda.responses import LambdaResponse
+    from moto.cloudwatch.responses import CloudWatchResponse
     from moto.kms.responses import KmsResponse
     from moto.logs.responses import LogsResponse
     from moto.sagemaker.responses import SageMakerResponse
@@ -155,7 +169,8 @@ def apply() -> None:
     for cls, resolve in ((SageMakerResponse, sagemaker_resource),
                          (LambdaResponse, lambda_resource),
                          (LogsResponse, logs_resource),
-                         (KmsResponse, kms_resource)):
+                         (KmsResponse, kms_resource),
+                         (CloudWatchResponse, cloudwatch_resource)):
         cls._determine_resource = resolve
     _evaluate_conditions()
     _sign_bodyless_requests()
@@ -197,7 +212,11 @@ def _evaluate_conditions() -> None:
     original_statement = IAMPolicyStatement.is_action_permitted
 
     def check_action_permitted(self: Any, resource: str) -> None:
-        token = _request_context.set(request_context(self._data))
+        service, _, operation = self._action.partition(":")
+        self._action = f"{ACTION_PREFIXES.get(service, service)}:{operation}"
+        context = {**(_response_context.get() or {}), **request_context(self._data)}
+        _response_context.set(None)
+        token = _request_context.set(context)
         try:
             original_check(self, resource)
         finally:

@@ -51,7 +51,7 @@ def rendered_policies(plan: dict[str, Any]) -> dict[str, dict[str, Any]]:
     policies = {}
     for change in managed_changes(plan):
         after = change["change"].get("after") or {}
-        for attribute in POLICY_ATTRIBUTES.get(change["type"], ()):
+        for attribute in POLICY_ATTRIBUTES.get(change.get("type"), ()):
             if after.get(attribute):
                 policies[f"{change['address']}.{attribute}"] = json.loads(after[attribute])
     return policies

@@ -87,7 +87,7 @@ def protected_changes(plan: dict[str, Any]) -> list[tuple[str, str]]:
     return [
         (change["address"], column)
         for change in managed_changes(plan)
-        if change["type"] in PROTECTED_TYPES
+        if change.get("type") in PROTECTED_TYPES
         and (column := classify(change["change"]["actions"])) in ("replace", "destroy")
     ]
 
@@ -119,10 +119,10 @@ def policy_changes(plan: dict[str, Any]) -> list[PolicyChange]:
             continue
         before, after = body.get("before") or {}, body.get("after") or {}
         unknown = body.get("after_unknown") or {}
-        if change["type"] in POLICY_ATTACHMENT_TYPES:
+        if change.get("type") in POLICY_ATTACHMENT_TYPES:
             found.append(_attachment_change(change, before, after, unknown))
             continue
-        for attribute in POLICY_ATTRIBUTES.get(change["type"], ()):
+        for attribute in POLICY_ATTRIBUTES.get(change.get("type"), ()):
             old, new = statements(before.get(attribute)), statements(after.get(attribute))
             is_unknown = bool(unknown.get(attribute))
             if old != new or is_unknown:
@@ -195,6 +195,10 @@ def render(env: str, plan: dict[str, Any], checkov: CheckovSummary | None = None
             lines.append(f"| `{module}` | {cells} |")
     else:
         lines.append("No changes.")
+    replaced = [change["address"] for change in managed_changes(plan)
+                if classify(change["change"]["actions"]) in ("replace", "destroy")]
+    if replaced:
+        lines += ["", "Replaced or destroyed:", *(f"- `{address}`" for address in replaced)]
     lines += ["", "## IAM policy changes", ""]
     changes = policy_changes(plan)
     if not changes:
@@ -202,7 +206,9 @@ def render(env: str, plan: dict[str, Any], checkov: CheckovSummary | None = None
     for change in changes:
         lines += [f"`{change.address}` ({change.attribute}):", "", "```diff",
                   *statement_diff(change), "```", ""]
-    lines += ["", "## checkov", "", *_checkov_section(checkov)]
+    if lines[-1]:
+        lines.append("")
+    lines += ["## checkov", "", *_checkov_section(checkov)]
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
