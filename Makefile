@@ -114,7 +114,7 @@ lint: setup check-terraform
 	$(BIN)/ruff check src tests lambda scripts
 	$(TERRAFORM) fmt -check -recursive terraform
 	$(PY) -m breedops terraform validate-all
-	$(TOOLS_BIN)/checkov --quiet --compact -d terraform --framework terraform
+	$(TOOLS_BIN)/checkov --quiet --compact --skip-download -d terraform --framework terraform
 	$(TOOLS_BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 	$(TOOLS_BIN)/zizmor --offline --quiet .github/workflows
 	@# The IAM linter reads the policies rendered in the last `make plan` of ENV, when there is one.

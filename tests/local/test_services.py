@@ -128,7 +128,7 @@ def test_start_service_that_exits_raises_with_its_log(state):
 def test_up_writes_env_file_and_down_stops(state, monkeypatch):
     monkeypatch.setenv("BREEDOPS_EMULATOR_PORT", str(free_port()))
     monkeypatch.setenv("BREEDOPS_HOSTING_PORT", "5999")
-    monkeypatch.setattr(emulator, "hosting_service", lambda port=None: None)
+    monkeypatch.setattr(emulator, "hosting_service", lambda port=None, emulator_url=None: None)
     try:
         started = emulator.up(state)
         env = (state / "env").read_text()
