@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if args.log_level != "DEBUG":  # botocore reports every credential and endpoint lookup
+        logging.getLogger("botocore").setLevel(logging.WARNING)
     try:
         return int(args.func(args) or 0)
     except BreedopsError as e:
@@ -60,6 +62,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"breedops {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:
+        # An AWS client error (no credentials, emulator not running, access denied) is the
+        # user's to fix: say it in one line. Anything else is a bug and keeps its traceback.
+        if not type(e).__module__.startswith(("botocore", "boto3")):
+            raise
+        print(f"breedops {args.command}: AWS error: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

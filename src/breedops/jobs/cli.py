@@ -25,6 +25,14 @@ def terraform_output(env: str, name: str) -> Any:
     return value
 
 
+def use_emulator_when_local(env: str) -> None:
+    """`--env local` talks to the emulator that `make up` started, as `.local/env` says."""
+    if env == "local":
+        from breedops.local.env_file import use_environment
+
+        use_environment()
+
+
 def _bool(value: str) -> bool:
     from breedops.training.train import str2bool
     return str2bool(value)
@@ -92,6 +100,7 @@ def tune_command(args: argparse.Namespace) -> int:
     from breedops.jobs import workflow
     from breedops.jobs.spec import TuningRequest
 
+    use_emulator_when_local(args.env)
     request = TuningRequest(training=_request(args), max_jobs=args.max_jobs,
                             max_parallel_jobs=args.max_parallel_jobs)
     backend = workflow.get_backend(args.env)
@@ -105,11 +114,13 @@ def tune_command(args: argparse.Namespace) -> int:
 def train_command(args: argparse.Namespace) -> int:
     from breedops.jobs import workflow
 
+    use_emulator_when_local(args.env)
+    request = _request(args)  # bad flags fail here, before any client is made
     backend = workflow.get_backend(args.env)
-    base = None
     if args.hyperparameters_from_tuning:
         base = workflow.best_hyperparameters_of(backend, args.hyperparameters_from_tuning)
-    result = workflow.train(args.env, backend, _request(args, base),
+        request = _request(args, base)
+    result = workflow.train(args.env, backend, request,
                             tuning_job_name=args.hyperparameters_from_tuning)
     metrics = " ".join(f"{k}={v:.4f}" for k, v in sorted(result.metrics.items())
                        if k.startswith("test_"))

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from breedops.errors import ConfigurationError
+from breedops.local.env_file import ENV_FILE_NAME
 from breedops.local.journal import HEALTH_PATH
 from breedops.local.services import (
     Service,
@@ -47,7 +48,6 @@ HOSTING_PORT_VARIABLE = "BREEDOPS_HOSTING_PORT"
 DEFAULT_EMULATOR_PORT = 5566
 DEFAULT_HOSTING_PORT = 5567
 HOSTING_MODULE = "breedops.serving.hosting"
-ENV_FILE_NAME = "env"
 FAKE_ACCESS_KEY = "testing"
 
 

@@ -58,6 +58,10 @@ def invoke_command(args: argparse.Namespace) -> int:
         raise ConfigurationError(f"--image {args.image}: no such file")
     if args.concurrency < 1 or args.requests < 1:
         raise ConfigurationError("--concurrency and --requests must be at least 1")
+    if args.env == "local":
+        from breedops.local.env_file import use_environment
+
+        use_environment()
     name = args.function or _function_from_outputs(args.env)
     with lambda_runner.temporary_work_dir() as work_dir:
         spec = lambda_runner.function_from_emulator(name, Path(work_dir))

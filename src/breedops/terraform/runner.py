@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shlex
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 from breedops.errors import BreedopsError
+from breedops.local.env_file import read_env_file
 from breedops.settings import project_root, state_dir
 
 log = logging.getLogger(__name__)
@@ -38,19 +38,6 @@ def cli_config_file() -> Path | None:
         return Path(configured)
     candidate = state_dir() / "terraform.rc"
     return candidate if candidate.is_file() else None
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    """Parse the `export NAME=value` lines of a shell env file."""
-    values: dict[str, str] = {}
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if not line.startswith("export ") or "=" not in line:
-            continue
-        name, _, value = line.removeprefix("export ").partition("=")
-        parsed = shlex.split(value)
-        values[name.strip()] = parsed[0] if parsed else ""
-    return values
 
 
 def terraform_env(env: str | None = None) -> dict[str, str]:
