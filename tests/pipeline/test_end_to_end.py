@@ -17,6 +17,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+from sandbox import make_sandbox
 
 from breedops import terraform
 from breedops.data.prepare import render_digits
@@ -24,7 +25,6 @@ from breedops.local import emulator
 from breedops.local.services import free_port
 from breedops.pipeline.apply import PipelineOptions, apply
 from breedops.serving.lambda_package import build_lambda_zip
-from breedops.settings import project_root
 
 pytestmark = [pytest.mark.emulator, pytest.mark.terraform, pytest.mark.slow]
 
@@ -47,15 +47,8 @@ def small_digits(target: Path, scratch: Path) -> Path:
 @pytest.fixture
 def project(tmp_path, monkeypatch):
     """A sandboxed project root: a copy of terraform/, the real Lambda zip, its own services."""
-    shutil.copytree(project_root() / "terraform", tmp_path / "terraform",
-                    ignore=shutil.ignore_patterns(".terraform", "*.tfstate*", "plan.json",
-                                                  "PLAN.md", "artifacts.auto.tfvars.json"))
-    build_lambda_zip(target=tmp_path / "build" / "lambda.zip")
+    make_sandbox(tmp_path, lambda path: build_lambda_zip(target=path))
     state = tmp_path / ".local"
-    state.mkdir()
-    rc = project_root() / ".local" / "terraform.rc"
-    if rc.is_file():  # the offline provider mirror, when this machine has one
-        shutil.copy(rc, state / "terraform.rc")
     monkeypatch.setenv("BREEDOPS_ROOT", str(tmp_path))
     monkeypatch.setenv("BREEDOPS_STATE_DIR", str(state))
     monkeypatch.setenv("BREEDOPS_EMULATOR_PORT", str(free_port()))

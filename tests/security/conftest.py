@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
-import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import boto3
 import pytest
+from sandbox import make_sandbox
 
 from breedops.local import emulator
-from breedops.settings import DEFAULT_REGION, project_root
+from breedops.settings import DEFAULT_REGION
 
 BOOTSTRAP_REQUESTS = 3
 ADMIN_POLICY = {"Version": "2012-10-17", "Statement": [
@@ -38,19 +36,6 @@ class EnforcedEnvironment:
     admin: boto3.Session
     roles: dict[str, boto3.Session]
     policies: dict[str, list[str]]
-
-
-def _sandbox(root: Path) -> None:
-    shutil.copytree(project_root() / "terraform", root / "terraform",
-                    ignore=shutil.ignore_patterns(".terraform", "*.tfstate*", "plan.json",
-                                                  "PLAN.md", "artifacts.auto.tfvars.json"))
-    (root / "build").mkdir()
-    with zipfile.ZipFile(root / "build" / "lambda.zip", "w") as z:
-        z.writestr("breedops_lambda/handler.py", "def lambda_handler(event, context):\n    return {}\n")
-    (root / ".local").mkdir()
-    rc = project_root() / ".local" / "terraform.rc"
-    if rc.is_file():  # the offline provider mirror, when this machine has one
-        shutil.copy(rc, root / ".local" / "terraform.rc")
 
 
 def _session(credentials: dict) -> boto3.Session:
@@ -88,7 +73,7 @@ def enforced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EnforcedEnvir
     from breedops import terraform
 
     root = tmp_path_factory.mktemp("enforced")
-    _sandbox(root)
+    make_sandbox(root)
     service = dataclasses.replace(
         emulator.emulator_service(port=emulator.free_port()), name="emulator-enforced",
         env={"INITIAL_NO_AUTH_ACTION_COUNT": str(BOOTSTRAP_REQUESTS)},

@@ -6,15 +6,13 @@ One test walks the whole lifecycle because each init and apply costs tens of sec
 from __future__ import annotations
 
 import json
-import shutil
-import zipfile
 from pathlib import Path
 
 import boto3
 import pytest
+from sandbox import make_sandbox
 
 from breedops import terraform
-from breedops.settings import project_root
 from breedops.terraform.runner import TerraformError, run
 
 pytestmark = [pytest.mark.emulator, pytest.mark.terraform, pytest.mark.slow]
@@ -28,18 +26,9 @@ EXPECTED_OUTPUTS = {
 @pytest.fixture
 def sandbox(tmp_path, monkeypatch):
     """A copy of terraform/ with a stand-in Lambda zip, so the real env dir stays untouched."""
-    shutil.copytree(project_root() / "terraform", tmp_path / "terraform",
-                    ignore=shutil.ignore_patterns(".terraform", "*.tfstate*", "plan.json",
-                                                  "PLAN.md", "artifacts.auto.tfvars.json"))
-    (tmp_path / "build").mkdir()
-    with zipfile.ZipFile(tmp_path / "build" / "lambda.zip", "w") as z:
-        z.writestr("breedops_lambda/handler.py", "def lambda_handler(event, context):\n    return {}\n")
-    rc = project_root() / ".local" / "terraform.rc"
+    make_sandbox(tmp_path)
     monkeypatch.setenv("BREEDOPS_ROOT", str(tmp_path))
     monkeypatch.setenv("BREEDOPS_STATE_DIR", str(tmp_path / ".local"))
-    (tmp_path / ".local").mkdir()
-    if rc.is_file():  # the offline provider mirror, when this machine has one
-        shutil.copy(rc, tmp_path / ".local" / "terraform.rc")
     return tmp_path
 
 

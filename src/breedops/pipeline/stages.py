@@ -15,7 +15,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -171,7 +171,3 @@ def run_stages(
 def _clock(started: float) -> str:
     elapsed = int(time.monotonic() - started)
     return f"{elapsed // 60:02d}:{elapsed % 60:02d}"
-
-
-def as_mapping(value: Mapping[str, Any] | None) -> dict[str, Any]:
-    return dict(value or {})
