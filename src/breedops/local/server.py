@@ -9,6 +9,7 @@ import argparse
 import logging
 import signal
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     from werkzeug.serving import run_simple
 
     from breedops.local import iam_enforcement, iam_simulation, moto_extensions
+    from breedops.local.sagemaker_jobs import api as sagemaker_jobs, records
     from breedops.local.journal import (
         Journal,
         JournalingApp,
@@ -50,14 +52,22 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     moto_extensions.apply()
+    sagemaker_jobs.apply()  # training and tuning jobs run, as SageMaker runs them
     iam_simulation.apply()  # the SageMaker SDK v3 validates the execution role with it
     if iam_enforcement.enabled():  # resources and conditions checked as AWS does
         iam_enforcement.apply()
     make_backend_creation_deterministic()
     make_multipart_upload_ids_deterministic()
     journal = Journal(args.state_dir / "journal") if args.state_dir else None
-    app = JournalingApp(DomainDispatcherApplication(create_backend_app), journal)
+    app = JournalingApp(sagemaker_jobs.routes(DomainDispatcherApplication(create_backend_app)),
+                        journal)
+    records.set_app(app)
+    jobs_dir = (args.state_dir / "jobs") if args.state_dir else Path(
+        tempfile.mkdtemp(prefix="breedops-jobs-"))
+    sagemaker_jobs.configure(f"http://{args.host}:{args.port}", jobs_dir)
+    sagemaker_jobs.suspend()  # a replayed job is a record, not a run
     app.replay()  # before binding: the port answers only once the state is back
+    sagemaker_jobs.resume()
     signal.signal(signal.SIGTERM, _exit_on_signal)
     signal.signal(signal.SIGINT, _exit_on_signal)
     log.info("emulator listening on http://%s:%d", args.host, args.port)

@@ -1,0 +1,1 @@
+"""SageMaker training and tuning jobs, executed by the emulator the way SageMaker runs them."""

@@ -1,0 +1,379 @@
+"""One training job, run as SageMaker runs it: Starting, Downloading, Training, Uploading.
+
+`TrainingJobRun` takes a job as `DescribeTrainingJob` shows it, assumes its execution role,
+lays out one folder per host (`container.py`), downloads the channels and any checkpoint, runs
+the container's command on every host, streams the log to CloudWatch Logs while applying the
+metric regexes, syncs checkpoints, enforces `MaxRuntimeInSeconds` and `StopTrainingJob`
+(SIGTERM, then SIGKILL after SageMaker's grace period), and uploads model.tar.gz and
+output.tar.gz. Every change of state is recorded through `records.dispatch`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from breedops.local.sagemaker_jobs import cloudwatch, container, records, transfer
+from breedops.local.sagemaker_jobs.container import Host
+
+log = logging.getLogger(__name__)
+
+STOP_GRACE_SECONDS = float(os.environ.get("BREEDOPS_JOB_STOP_GRACE_SECONDS", "120"))
+CHECKPOINT_SYNC_SECONDS = 5.0
+POLL_SECONDS = 0.25
+FAILURE_REASON_LIMIT = 1024
+LOG_TAIL_LINES = 12
+TERMINAL = ("Completed", "Failed", "Stopped")
+
+
+@dataclass(frozen=True)
+class Site:
+    """Where jobs run and how they reach the emulator."""
+
+    endpoint_url: str
+    jobs_dir: Path
+    cpu_count: int
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((container.LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+class TrainingJobRun:
+    """The executor of one training job; `start()` runs it in a thread of its own."""
+
+    def __init__(self, site: Site, job: dict[str, Any], account: str, region: str,
+                 threads: int | None = None,
+                 on_done: Callable[[TrainingJobRun], None] | None = None) -> None:
+        self.site = site
+        self.job = job
+        self.name: str = job["TrainingJobName"]
+        self.account = account
+        self.region = region
+        count = int(job["ResourceConfig"].get("InstanceCount", 1))
+        self.threads = threads or max(1, site.cpu_count // count)
+        self.on_done = on_done
+        self.status = "InProgress"
+        self.secondary = "Starting"
+        self.final_metrics: list[dict[str, Any]] = []
+        self.failure_reason: str | None = None
+        self.done = threading.Event()
+        self._stop_reason: str | None = None  # "Stopped" or "MaxRuntimeExceeded"
+        self._stop_signalled_at: float | None = None
+        self._processes: list[subprocess.Popen] = []
+        self._transitions: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name=f"job-{self.name}", daemon=True)
+        self.training_started: float | None = None
+
+    # -- control ----------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, reason: str = "Stopped") -> None:
+        """StopTrainingJob (or the runtime limit): SIGTERM now, SIGKILL after the grace period."""
+        with self._lock:
+            if self._stop_reason is None:
+                self._stop_reason = reason
+        self._signal_processes()
+
+    def _signal_processes(self) -> None:
+        with self._lock:
+            if self._stop_reason is None or self._stop_signalled_at is not None:
+                return
+            if not self._processes:
+                return
+            self._stop_signalled_at = time.monotonic()
+            processes = list(self._processes)
+        for process in processes:
+            _signal_group(process, signal.SIGTERM)
+
+    # -- the job ----------------------------------------------------------------------------
+    def _run(self) -> None:
+        job_dir = self.site.jobs_dir / self.name
+        try:
+            self._transition("Starting", "Preparing the instances for training")
+            credentials = self._assume_role()
+            session = _session(credentials, self.region, self.site.endpoint_url)
+            s3 = session.client("s3")
+            hosts = container.make_hosts(job_dir, int(self.job["ResourceConfig"]
+                                                      .get("InstanceCount", 1)))
+            self._transition("Downloading", "Downloading input data")
+            self._download(s3, hosts)
+            if self._stop_reason:
+                self._finish("Stopped", "Stopped", "Training job stopped before it started")
+                return
+            self._transition("Training",
+                             "Training image download completed. Training in progress.")
+            codes = self._train(hosts, credentials, session)
+            stopped = self._stop_reason is not None
+            self._sync_checkpoints(s3, hosts, final=True)
+            if any(codes) and not stopped:
+                self._finish("Failed", "Failed", self._failure_reason(hosts, codes),
+                             upload=(s3, hosts, False))
+                return
+            self._transition("Uploading", "Uploading generated training model")
+            model_uri = self._upload(s3, hosts)
+            if stopped:
+                secondary = "MaxRuntimeExceeded" if self._stop_reason == "MaxRuntimeExceeded" \
+                    else "Stopped"
+                self._finish("Stopped", secondary, "Training job stopped", model_uri=model_uri)
+            else:
+                self._finish("Completed", "Completed", "Training job completed",
+                             model_uri=model_uri)
+        except Exception as e:  # noqa: BLE001 -- any error is the job's FailureReason
+            log.exception("training job %s failed", self.name)
+            self._finish("Failed", "Failed", _client_error_reason(e))
+        finally:
+            shutil.rmtree(job_dir / "algo-1" / "input" / "data", ignore_errors=True)
+            for host_dir in job_dir.glob("algo-*"):
+                shutil.rmtree(host_dir / "input" / "data", ignore_errors=True)
+
+    def _assume_role(self) -> dict[str, str]:
+        return records.dispatch(records.ASSUME_ROLE, {
+            "account": self.account, "region": self.region, "role_arn": self.job["RoleArn"],
+            "session_name": f"SageMaker-{self.name}"[:64]})
+
+    def _download(self, s3: Any, hosts: list[Host]) -> None:
+        downloads = []
+        for index, host in enumerate(hosts):
+            for channel in self.job.get("InputDataConfig") or []:
+                downloads += transfer.channel_downloads(
+                    s3, channel, host.data / channel["ChannelName"], index, len(hosts))
+        count = transfer.download_all(s3, downloads)
+        checkpoint = self.job.get("CheckpointConfig")
+        restored = 0
+        if checkpoint:
+            for host in hosts:
+                restored = transfer.restore_checkpoints(s3, checkpoint["S3Uri"],
+                                                        self._checkpoint_dir(host))
+        log.info("training job %s: %d objects downloaded, %d checkpoint files restored",
+                 self.name, count, restored)
+
+    def _checkpoint_dir(self, host: Host) -> Path:
+        local = (self.job.get("CheckpointConfig") or {}).get("LocalPath") or "/opt/ml/checkpoints"
+        return host.local(local) if local.startswith(container.CONTAINER_BASE) else \
+            host.base / "checkpoints"
+
+    def _train(self, hosts: list[Host], credentials: dict[str, str], session: Any) -> list[int]:
+        """Run the container on every host; their exit codes."""
+        port = free_port()
+        logs = session.client("logs")
+        collector = cloudwatch.MetricCollector(
+            self.job["AlgorithmSpecification"].get("MetricDefinitions") or [])
+        self.training_started = time.time()
+        pumps = []
+        for host in hosts:
+            container.write_config(host, hosts, self.job)
+            container.localize_drivers(host, port)
+            env = container.environment(host, hosts, self.job, credentials,
+                                        self.site.endpoint_url, self.region, port, self.threads)
+            stream = cloudwatch.LogStream(logs, cloudwatch.stream_name(
+                self.name, host.name, self.training_started))
+            process = subprocess.Popen(
+                container.command(host, self.job), env=env, cwd=host.base,
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                start_new_session=True)
+            with self._lock:
+                self._processes.append(process)
+            pump = threading.Thread(target=_pump, args=(process, stream, collector,
+                                                        host.base.parent / f"{host.name}.log"),
+                                    daemon=True)
+            pump.start()
+            pumps.append(pump)
+        self._signal_processes()  # a stop that arrived while the hosts were starting
+        s3 = session.client("s3")
+        self._monitor(s3, hosts)
+        for pump in pumps:
+            pump.join()
+        self.final_metrics = collector.final()
+        return [p.returncode for p in self._processes]
+
+    def _monitor(self, s3: Any, hosts: list[Host]) -> None:
+        limit = float((self.job.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds")
+                      or 86400)
+        started = time.monotonic()
+        last_sync = started
+        while True:
+            codes = [p.poll() for p in self._processes]
+            if all(code is not None for code in codes):
+                return
+            if any(code not in (None, 0) for code in codes) and self._stop_reason is None:
+                # One host failed: SageMaker tears the others down.
+                self._kill_all(signal.SIGTERM)
+            now = time.monotonic()
+            if self._stop_reason is None and now - started > limit:
+                log.warning("training job %s exceeded MaxRuntimeInSeconds=%.0f", self.name, limit)
+                self.stop("MaxRuntimeExceeded")
+            if self._stop_signalled_at and now - self._stop_signalled_at > STOP_GRACE_SECONDS:
+                self._kill_all(signal.SIGKILL)
+            if now - last_sync >= CHECKPOINT_SYNC_SECONDS:
+                self._sync_checkpoints(s3, hosts)
+                last_sync = now
+            time.sleep(POLL_SECONDS)
+
+    def _kill_all(self, sig: int) -> None:
+        for process in self._processes:
+            if process.poll() is None:
+                _signal_group(process, sig)
+
+    def _sync_checkpoints(self, s3: Any, hosts: list[Host], final: bool = False) -> None:
+        checkpoint = self.job.get("CheckpointConfig")
+        if not checkpoint:
+            return
+        if not hasattr(self, "_syncs"):
+            self._syncs = [transfer.CheckpointSync(s3, checkpoint["S3Uri"],
+                                                   self._checkpoint_dir(h)) for h in hosts]
+        try:
+            for sync in self._syncs:
+                sync.sync()
+        except Exception:  # noqa: BLE001 -- a failed periodic sync is retried; the last one counts
+            if final:
+                raise
+            log.warning("training job %s: checkpoint sync failed; retrying", self.name,
+                        exc_info=True)
+
+    def _upload(self, s3: Any, hosts: list[Host]) -> str:
+        output = self.job["OutputDataConfig"]["S3OutputPath"].rstrip("/")
+        source = next((h for h in hosts if any(h.model.iterdir())), hosts[0])
+        return transfer.upload_outputs(s3, source.base, f"{output}/{self.name}/output")
+
+    def _failure_reason(self, hosts: list[Host], codes: list[int]) -> str:
+        """SageMaker's `AlgorithmError`: the container's failure file, else its last lines."""
+        failed = next((h for h, c in zip(hosts, codes, strict=True) if c), hosts[0])
+        code = next(c for c in codes if c)
+        message = ""
+        if failed.failure_file.is_file():
+            message = failed.failure_file.read_text(errors="replace").strip()
+        log_path = failed.base.parent / f"{failed.name}.log"
+        if log_path.is_file():
+            tail = log_path.read_text(errors="replace").strip().splitlines()[-LOG_TAIL_LINES:]
+            if not message or "Traceback" not in message:
+                message = "\n".join(filter(None, [message, *tail]))
+        reason = f"AlgorithmError: ExitCode {code}, {failed.name}:\n{message}"
+        return reason[:FAILURE_REASON_LIMIT]
+
+    # -- state --------------------------------------------------------------------------------
+    def _transition(self, secondary: str, message: str) -> None:
+        now = time.time()
+        if self._transitions:
+            self._transitions[-1]["EndTime"] = now
+        self._transitions.append({"Status": secondary, "StartTime": now, "StatusMessage": message})
+        self.secondary = secondary
+        fields: dict[str, Any] = {"SecondaryStatus": secondary, "LastModifiedTime": now,
+                                  "SecondaryStatusTransitions": self._transitions}
+        if secondary == "Training":
+            fields["TrainingStartTime"] = now
+        self._record(fields)
+
+    def _finish(self, status: str, secondary: str, message: str, model_uri: str | None = None,
+                upload: tuple[Any, list[Host], bool] | None = None) -> None:
+        if upload is not None:  # a failed job still leaves output.tar.gz (its failure file)
+            s3, hosts, _ = upload
+            try:
+                bucket_uri = self.job["OutputDataConfig"]["S3OutputPath"].rstrip("/")
+                bucket, key = transfer.split_s3_uri(f"{bucket_uri}/{self.name}/output/")
+                archive = transfer.pack(hosts[0].output, hosts[0].base / ".upload" / "out.tgz")
+                s3.upload_file(str(archive), bucket, key + "output.tar.gz")
+            except Exception:  # noqa: BLE001 -- the job has failed already; keep its reason
+                log.warning("training job %s: could not upload output.tar.gz", self.name,
+                            exc_info=True)
+        now = time.time()
+        self.status = status
+        self.failure_reason = message if status == "Failed" else None
+        self._transition(secondary, message)
+        self._transitions[-1]["EndTime"] = now
+        start = self.training_started or now
+        fields: dict[str, Any] = {
+            "TrainingJobStatus": status, "SecondaryStatus": secondary,
+            "SecondaryStatusTransitions": self._transitions, "TrainingEndTime": now,
+            "LastModifiedTime": now, "FinalMetricDataList": self.final_metrics,
+            "TrainingTimeInSeconds": max(1, round(now - start)),
+            "BillableTimeInSeconds": max(1, round(now - start)),
+        }
+        if self.training_started is None:
+            fields["TrainingStartTime"] = now
+        if model_uri:
+            fields["ModelArtifacts"] = {"S3ModelArtifacts": model_uri}
+        if status == "Failed":
+            fields["FailureReason"] = message
+        try:
+            self._record(fields)
+        finally:
+            self.done.set()
+            log.info("training job %s: %s", self.name, status)
+            if self.on_done:
+                self.on_done(self)
+
+    def _record(self, fields: dict[str, Any]) -> None:
+        records.dispatch(records.TRAINING_STATE, {"account": self.account, "region": self.region,
+                                                  "name": self.name, "fields": fields})
+
+
+def _session(credentials: dict[str, str], region: str, endpoint_url: str) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    session = boto3.session.Session(
+        aws_access_key_id=credentials["AccessKeyId"],
+        aws_secret_access_key=credentials["SecretAccessKey"],
+        aws_session_token=credentials["SessionToken"], region_name=region)
+    config = Config(max_pool_connections=2 * transfer.TRANSFER_WORKERS,
+                    retries={"max_attempts": 3, "mode": "standard"})
+
+    class _Session:
+        def client(self, service: str) -> Any:
+            return session.client(service, endpoint_url=endpoint_url, config=config)
+
+    return _Session()
+
+
+def _signal_group(process: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(process.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _pump(process: subprocess.Popen, stream: cloudwatch.LogStream,
+          collector: cloudwatch.MetricCollector, log_path: Path) -> None:
+    """A host's output, line by line, to its log file, CloudWatch and the metric regexes."""
+    with open(log_path, "ab") as local_log:
+        assert process.stdout is not None
+        for raw in process.stdout:
+            local_log.write(raw)
+            local_log.flush()
+            # A progress bar redraws with \r: the text after the last one is the real line.
+            line = raw.decode(errors="replace").rstrip("\n").rsplit("\r", 1)[-1]
+            collector.feed(line)
+            try:
+                stream.write(line)
+            except Exception:  # noqa: BLE001 -- a lost log line must not kill the job
+                log.warning("could not write to log stream %s", stream.name, exc_info=True)
+        process.wait()
+    try:
+        stream.flush()
+    except Exception:  # noqa: BLE001
+        log.warning("could not flush log stream %s", stream.name, exc_info=True)
+
+
+def _client_error_reason(error: Exception) -> str:
+    """A failure before the algorithm ran, in SageMaker's words where it has some."""
+    text = str(error)
+    if isinstance(error, transfer.ChannelError):
+        return f"ClientError: {text}"[:FAILURE_REASON_LIMIT]
+    if type(error).__name__ == "ClientError":
+        return f"ClientError: {text}"[:FAILURE_REASON_LIMIT]
+    return f"InternalServerError: {type(error).__name__}: {text}"[:FAILURE_REASON_LIMIT]
