@@ -115,7 +115,7 @@ def test_download_resumes_a_partial_file_and_checks_size(tmp_path: Path) -> None
 
 
 def test_download_offline_is_a_clear_error(tmp_path: Path) -> None:
-    from breedops.jobs.local_backend import free_port
+    from breedops.local.services import free_port
 
     url = f"http://127.0.0.1:{free_port()}/dogImages.zip"  # nothing listens there
     with pytest.raises(DatasetError, match="cannot download .*may be offline"):

@@ -36,3 +36,12 @@ def artifacts_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An isolated project root, so the artifacts file lands under tmp_path."""
     monkeypatch.setenv("BREEDOPS_ROOT", str(tmp_path))
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def execution_role(aws_emulator) -> str:
+    """An execution role that SageMaker may assume."""
+    import boto3
+    from tests_jobs_helpers import create_role
+
+    return create_role(boto3.client("iam"), f"jobs-{uuid.uuid4().hex[:8]}")

@@ -85,6 +85,28 @@ def own_prediction(model_data_url: str, image: Path, work: Path) -> dict:
         sys.modules.pop("packaged_inference", None)
 
 
+def assert_jobs_tell_the_truth(tuning_job_name: str, training_job_name: str) -> None:
+    """What a plain client sees: real trials, a best one among them, metrics from the logs."""
+    sagemaker, logs = boto3.client("sagemaker"), boto3.client("logs")
+    tuning = sagemaker.describe_hyper_parameter_tuning_job(
+        HyperParameterTuningJobName=tuning_job_name)
+    trials = sagemaker.list_training_jobs_for_hyper_parameter_tuning_job(
+        HyperParameterTuningJobName=tuning_job_name)["TrainingJobSummaries"]
+    assert tuning["HyperParameterTuningJobStatus"] == "Completed"
+    assert tuning["TrainingJobStatusCounters"]["Completed"] == len(trials) == 2
+    best = tuning["BestTrainingJob"]
+    assert best["TrainingJobName"] in {t["TrainingJobName"] for t in trials}
+    best_job = sagemaker.describe_training_job(TrainingJobName=best["TrainingJobName"])
+    logged = {m["MetricName"]: m["Value"] for m in best_job["FinalMetricDataList"]}
+    assert best["FinalHyperParameterTuningJobObjectiveMetric"]["Value"] == pytest.approx(
+        logged["valid_loss"])
+    final = sagemaker.describe_training_job(TrainingJobName=training_job_name)
+    assert final["TrainingJobStatus"] == "Completed" and final["TrainingTimeInSeconds"] > 0
+    events = logs.filter_log_events(logGroupName="/aws/sagemaker/TrainingJobs",
+                                    logStreamNamePrefix=f"{training_job_name}/")["events"]
+    assert any("valid_loss=" in e["message"] for e in events)
+
+
 def test_apply_end_to_end_then_noop_then_destroy(project, tmp_path):
     dataset = small_digits(tmp_path / "digits-small", tmp_path / "digits-full")
     options = PipelineOptions(dataset=str(dataset), trials=2, parallel_trials=2, epochs=1)
@@ -103,6 +125,8 @@ def test_apply_end_to_end_then_noop_then_destroy(project, tmp_path):
     assert through_lambda["probability"] == pytest.approx(own["predictions"][0]["probability"],
                                                           abs=1e-4)
     assert first["smoke_true_label"] == Path(first["smoke_image"]).parent.name
+    assert_jobs_tell_the_truth(first["tuning_job_name"], first["training_job_name"])
+    assert {Path(p).name for p in first["plots"]} >= {"confusion_matrix.png"}
 
     second = apply(options, out=io.StringIO())
 

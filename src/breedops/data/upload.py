@@ -34,14 +34,20 @@ def _unchanged(path: Path, remote: tuple[int, str] | None) -> bool:
     return "-" in remote[1] or remote[1] == _md5(path)
 
 
+def _s3_client(workers: int) -> Any:
+    """An S3 client whose connection pool serves every upload thread."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client("s3", config=Config(max_pool_connections=2 * workers))
+
+
 def upload_dataset(dataset_dir: Path, bucket: str, dataset: str, s3: Any = None,
                    workers: int = DEFAULT_WORKERS) -> tuple[int, int]:
     """Upload the readable images; return (uploaded, skipped as unchanged)."""
     from tqdm import tqdm
 
-    from breedops.jobs.local_backend import s3_client
-
-    s3 = s3 or s3_client()
+    s3 = s3 or _s3_client(workers)
     splits = scan_dataset(dataset_dir)
     prefix = f"data/{dataset}/"
     remote = _remote_objects(s3, bucket, prefix)

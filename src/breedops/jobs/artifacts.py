@@ -85,3 +85,27 @@ def write_artifact(env: str, s3_client: Any, **fields: Any) -> Path:
         raise
     LOG.info("recorded %s in %s", merged["model_data_url"], path)
     return path
+
+
+def fetch_job_outputs(model_data_url: str, s3_client: Any, target: Path) -> list[Path]:
+    """Extract the plots and metrics of a job's output.tar.gz (beside its model) into `target`.
+
+    SageMaker keeps a job's `output/data` only in S3, so this is how its figures reach the
+    user in both environments. Only plain files with safe names are extracted.
+    """
+    import io
+    import tarfile
+
+    bucket, key = split_s3_url(model_data_url)
+    body = s3_client.get_object(Bucket=bucket, Key=key.replace("model.tar.gz", "output.tar.gz"))
+    target.mkdir(parents=True, exist_ok=True)
+    extracted = []
+    with tarfile.open(fileobj=io.BytesIO(body["Body"].read()), mode="r:gz") as tar:
+        for member in tar.getmembers():
+            name = Path(member.name).name
+            if member.isfile() and name.endswith((".png", ".json")) and not name.startswith("."):
+                source = tar.extractfile(member)
+                if source is not None:
+                    (target / name).write_bytes(source.read())
+                    extracted.append(target / name)
+    return sorted(extracted)

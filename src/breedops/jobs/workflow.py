@@ -14,12 +14,13 @@ from breedops.jobs.spec import (
     TuningRequest,
     TuningResult,
 )
+from breedops.settings import ENVIRONMENTS
 
 LOG = logging.getLogger(__name__)
 
 
 class JobBackend(Protocol):
-    """What both backends offer: run jobs to completion, find a tuning job's best trial."""
+    """What the pipeline needs of a job backend: run jobs to the end, find the best trial."""
 
     sagemaker: Any
     s3: Any
@@ -32,14 +33,13 @@ class JobBackend(Protocol):
 
 
 def get_backend(env: str) -> JobBackend:
-    """`local`: local processes registered in the emulator; `aws`: SageMaker."""
-    if env == "local":
-        from breedops.jobs.local_backend import LocalBackend
-        return LocalBackend()
-    if env == "aws":
-        from breedops.jobs.sagemaker_backend import SageMakerBackend
-        return SageMakerBackend()
-    raise ConfigurationError(f"unknown env {env!r}: use local or aws")
+    """SageMaker through its SDK, for both environments: `local` differs only in where the
+    standard `AWS_ENDPOINT_URL*` variables point (the emulator, which runs the jobs)."""
+    if env not in ENVIRONMENTS:
+        raise ConfigurationError(f"unknown env {env!r}: use local or aws")
+    from breedops.jobs.sagemaker_backend import SageMakerBackend
+
+    return SageMakerBackend()
 
 
 def best_hyperparameters_of(backend: JobBackend, tuning_job_name: str) -> HyperParameters:

@@ -213,13 +213,17 @@ def _train(options: PipelineOptions) -> Stage:
 
     def run(out: Outputs) -> Outputs:
         from breedops.jobs import workflow
+        from breedops.jobs.artifacts import fetch_job_outputs
 
         backend = workflow.get_backend(options.env)
         result = workflow.train(options.env, backend, request(out),
                                 tuning_job_name=out["tuning_job_name"])
+        outputs = fetch_job_outputs(result.model_data_url, backend.s3,
+                                    pipeline_dir(options.env) / "outputs" / result.job_name)
         return {"training_job_name": result.job_name, "training_job_arn": result.job_arn,
                 "model_data_url": result.model_data_url, "test_metrics": result.metrics,
-                "artifacts_file": str(settings.artifacts_file(options.env))}
+                "artifacts_file": str(settings.artifacts_file(options.env)),
+                "plots": [str(p) for p in outputs if p.suffix == ".png"]}
 
     return Stage("train", "training job with the best hyperparameters -> artifacts file",
                  fingerprint, run,
@@ -350,7 +354,6 @@ def make_summary(options: PipelineOptions, outputs: Outputs,
     tf = outputs["terraform_outputs"]
     state = run(settings.terraform_env_dir(options.env), "state", "list", env=options.env,
                 capture=True).stdout.split()
-    job_dir = settings.state_dir() / "jobs" / outputs["training_job_name"]
     return {
         "env": options.env,
         "seconds": round(seconds, 1),
@@ -370,8 +373,9 @@ def make_summary(options: PipelineOptions, outputs: Outputs,
         "smoke_prediction": outputs["smoke_prediction"],
         "smoke_correct": outputs["smoke_correct"],
         "smoke_report": outputs["smoke_report"],
-        "plots": sorted(_shown(p) for p in job_dir.glob("*/output/data/*.png")),
-        "logs": sorted(_shown(p) for p in job_dir.glob("*/logs/*.log")),
+        "plots": sorted(_shown(Path(p)) for p in outputs.get("plots", [])),
+        "logs": (f"aws logs tail /aws/sagemaker/TrainingJobs --log-stream-name-prefix "
+                 f"{outputs['training_job_name']}/"),
     }
 
 
@@ -407,7 +411,7 @@ def render_summary(s: dict[str, Any]) -> str:
          f" -> {'correct' if s['smoke_correct'] else 'WRONG'}"),
         f"  lambda report      {s['smoke_report']}" if s["smoke_report"] else "",
         f"  plots              {', '.join(s['plots']) or '(none)'}",
-        f"  logs               {', '.join(s['logs']) or '(none)'}",
+        f"  training log       {s['logs']}",
         "",
         "next:",
         (f"  .venv/bin/breedops invoke --image {_shown(Path(s['smoke_image']))}"
