@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -25,10 +27,40 @@ def _env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
-def _train(args: list[str], **kwargs) -> subprocess.CompletedProcess:
+def _train(args: list[str], env: dict[str, str] | None = None,
+           **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "breedops.training.train", *args],
-                          env=_env(), capture_output=True, text=True, timeout=300, check=False,
-                          **kwargs)
+                          env=_env(**(env or {})), capture_output=True, text=True, timeout=300,
+                          check=False, **kwargs)
+
+
+def _train_until_sigterm(args: list[str], env: dict[str, str] | None = None,
+                         after: str = "epoch=1;") -> tuple[int, str]:
+    """Train, SIGTERM the script once it logs `after`; (exit status, the rest of its log)."""
+    proc = subprocess.Popen([sys.executable, "-m", "breedops.training.train", *args],
+                            env=_env(**(env or {})), stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    for line in proc.stdout:
+        if after in line:
+            proc.send_signal(signal.SIGTERM)
+            break
+    rest = proc.stdout.read()
+    return proc.wait(timeout=120), rest
+
+
+def _checkpoint(path: Path) -> dict:
+    """A checkpoint as the script loads it: tensors and plain data only."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _epochs(log: str) -> list[int]:
+    return [int(epoch) for epoch in re.findall(r"epoch=(\d+);", log)]
+
+
+def _tiny(data: Path, model: Path, *extra: str) -> list[str]:
+    """Flags for a few-second run on the tiny digits (5 batches an epoch)."""
+    return ["--data-dir", str(data), "--model-dir", str(model), "--batch-size", "16", *FAST,
+            *extra]
 
 
 @pytest.mark.slow
@@ -55,45 +87,119 @@ def test_train_digits_loss_falls_and_beats_chance(digits_dir: Path, tmp_path: Pa
 
 
 @pytest.mark.slow
-def test_train_sigterm_then_resume_continues_from_checkpoint_epoch(
-    digits_dir: Path, tmp_path: Path
+def test_train_sigterm_then_resume_continues_from_its_own_checkpoint(
+    tiny_digits_dir: Path, tmp_path: Path
 ) -> None:
-    args = ["--data-dir", str(digits_dir), "--model-dir", str(tmp_path / "model"),
-            "--checkpoint-dir", str(tmp_path / "ckpt"), "--epochs", "2", "--batch-size", "32",
-            *FAST]
-    proc = subprocess.Popen([sys.executable, "-m", "breedops.training.train", *args],
-                            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            text=True)
-    for line in proc.stdout:
-        if "epoch=1;" in line:
-            proc.send_signal(signal.SIGTERM)  # mid-way into epoch 2
-            break
-    rest = proc.stdout.read()
-    assert proc.wait(timeout=120) == EXIT_STOPPED, rest
-    assert "epoch=2;" not in rest
-    checkpoint = torch.load(tmp_path / "ckpt" / CHECKPOINT_FILE, weights_only=False)
-    assert checkpoint["epoch"] == 1
+    # As SageMaker and the local emulator run it: the job name from TRAINING_JOB_NAME.
+    env = {"TRAINING_JOB_NAME": "train-spot"}
+    args = _tiny(tiny_digits_dir, tmp_path / "model", "--checkpoint-dir", str(tmp_path / "ckpt"),
+                 "--epochs", "3")
+    status, rest = _train_until_sigterm(args, env)  # mid-way into epoch 2 (or 3, if slow)
+    assert status == EXIT_STOPPED, rest
+    assert "epoch=3;" not in rest
+    path = tmp_path / "ckpt" / "train-spot" / CHECKPOINT_FILE
+    done = _checkpoint(path)["epoch"]
+    assert done in (1, 2)
     assert not (tmp_path / "model" / "model.pth").exists()
+    assert not (tmp_path / "ckpt" / CHECKPOINT_FILE).exists()
 
-    resumed = _train(args)
+    resumed = _train(args, env)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert "resuming from" in resumed.stdout and "at epoch 2" in resumed.stdout
-    epochs = [int(v) for v in parse_metrics_epochs(resumed.stdout)]
-    assert epochs == [2]
-    assert torch.load(tmp_path / "ckpt" / CHECKPOINT_FILE, weights_only=False)["epoch"] == 2
+    assert f"resuming from checkpoint {path} at epoch {done + 1}" in resumed.stdout
+    assert _epochs(resumed.stdout) == list(range(done + 1, 4))
+    saved = _checkpoint(path)
+    assert (saved["epoch"], saved["job_name"]) == (3, "train-spot")
+    assert [record["epoch"] for record in saved["history"]] == [1, 2, 3]
+    assert torch.load(tmp_path / "model" / "model.pth",
+                      weights_only=True)["model_version"] == "train-spot"
 
 
-def parse_metrics_epochs(log: str) -> list[str]:
-    import re
+@pytest.mark.slow
+def test_jobs_sharing_a_checkpoint_dir_never_resume_each_other(
+    tiny_digits_dir: Path, tmp_path: Path
+) -> None:
+    # Two trials of a tuning job whose CheckpointConfig shares one prefix.
+    shared = ["--checkpoint-dir", str(tmp_path / "ckpt"), "--epochs", "1"]
+    first = _train(_tiny(tiny_digits_dir, tmp_path / "a", *shared, "--job-name", "trial-a"))
+    assert first.returncode == 0, first.stdout + first.stderr
+    second = _train(_tiny(tiny_digits_dir, tmp_path / "b", *shared, "--job-name", "trial-b"))
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "resuming" not in (second.stdout + second.stderr).lower()
+    assert _epochs(second.stdout) == [1]  # trained, not taken over from trial-a
+    for job in ("trial-a", "trial-b"):
+        saved = _checkpoint(tmp_path / "ckpt" / job / CHECKPOINT_FILE)
+        assert (saved["job_name"], saved["epoch"]) == (job, 1)
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["trial-a", "trial-b"]
 
-    return re.findall(r"epoch=(\d+);", log)
+
+@pytest.mark.slow
+def test_checkpoint_with_other_hyperparameters_is_refused_unless_restart(
+    tiny_digits_dir: Path, tmp_path: Path
+) -> None:
+    job = ["--checkpoint-dir", str(tmp_path / "ckpt"), "--job-name", "trial-7"]
+    first = _train(_tiny(tiny_digits_dir, tmp_path / "model", *job, "--epochs", "1"))
+    assert first.returncode == 0, first.stdout + first.stderr
+    path = tmp_path / "ckpt" / "trial-7" / CHECKPOINT_FILE
+    before = path.read_bytes()
+
+    other = _tiny(tiny_digits_dir, tmp_path / "model", *job, "--epochs", "2", "--lr", "0.01",
+                  "--hflip", "true")
+    refused = _train(other)
+    assert refused.returncode == EXIT_USAGE, refused.stdout + refused.stderr
+    for difference in ("lr: checkpoint 0.003, requested 0.01", "epochs: checkpoint 1, requested 2",
+                       "hflip: checkpoint False, requested True"):
+        assert difference in refused.stdout
+    assert "batch_size" not in refused.stdout and "seed:" not in refused.stdout
+    assert "--on-checkpoint-mismatch restart" in refused.stdout
+    assert "resuming" not in refused.stdout.lower() and _epochs(refused.stdout) == []
+    assert path.read_bytes() == before
+
+    restarted = _train([*other, "--on-checkpoint-mismatch", "restart"])
+    assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+    assert "WARNING" in restarted.stdout and "starting fresh" in restarted.stdout
+    assert "resuming" not in restarted.stdout.lower()
+    assert _epochs(restarted.stdout) == [1, 2]
+    saved = _checkpoint(path)
+    assert saved["epoch"] == 2
+    assert (saved["hyperparameters"]["lr"], saved["hyperparameters"]["epochs"]) == (0.01, 2)
+
+
+@pytest.mark.parametrize(("state", "reason"), [
+    ({"epoch": 1, "model": {}, "history": []}, "records no job name or hyperparameters"),
+    ({"epoch": 1, "rng": [{"numpy": np.random.get_state()}]}, "cannot be loaded"),
+], ids=["no-record", "not-weights-only"])
+def test_older_checkpoint_counts_as_a_mismatch(tiny_digits_dir: Path, tmp_path: Path,
+                                               state: dict, reason: str) -> None:
+    path = tmp_path / "ckpt" / "trial-1" / CHECKPOINT_FILE
+    path.parent.mkdir(parents=True)
+    torch.save(state, path)
+    result = _train(_tiny(tiny_digits_dir, tmp_path / "m", "--epochs", "1", "--checkpoint-dir",
+                          str(tmp_path / "ckpt"), "--job-name", "trial-1"))
+    assert result.returncode == EXIT_USAGE, result.stdout + result.stderr
+    assert reason in result.stdout
+    assert "resuming" not in result.stdout.lower()
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.slow
+def test_sagemaker_default_checkpoint_dir_is_under_sagemaker_base_dir(
+    tiny_digits_dir: Path, tmp_path: Path
+) -> None:
+    env = {"SM_MODEL_DIR": str(tmp_path / "model"), "SAGEMAKER_BASE_DIR": str(tmp_path),
+           "TRAINING_JOB_NAME": "train-42"}
+    result = _train(["--data-dir", str(tiny_digits_dir), "--batch-size", "16", "--epochs", "1",
+                     *FAST], env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert _checkpoint(tmp_path / "checkpoints" / "train-42" / CHECKPOINT_FILE)["epoch"] == 1
+    assert list((tmp_path / "checkpoints").iterdir()) == [tmp_path / "checkpoints" / "train-42"]
+    assert (tmp_path / "model" / "model.pth").is_file()
 
 
 @pytest.mark.slow
 def test_ddp_two_gloo_processes_see_disjoint_halves_with_identical_weights(
     digits_dir: Path, tmp_path: Path
 ) -> None:
-    from breedops.jobs.local_backend import free_port
+    from breedops.local.services import free_port
 
     port = str(free_port())
     worker = Path(__file__).with_name("ddp_worker.py")
@@ -117,6 +223,8 @@ def test_ddp_two_gloo_processes_see_disjoint_halves_with_identical_weights(
     (["--lr", "0"], "must be positive"),
     (["--lr", "-0.1"], "must be positive"),
     (["--pretrained", "maybe"], "expected a boolean"),
+    (["--job-name", "../other"], "(a folder name)"),
+    (["--on-checkpoint-mismatch", "ignore"], "invalid choice: 'ignore'"),
 ])
 def test_train_rejects_bad_hyperparameters(digits_dir: Path, tmp_path: Path, extra: list[str],
                                            message: str, capsys: pytest.CaptureFixture) -> None:

@@ -1,1 +1,1 @@
-"""Training and tuning jobs behind one interface: SageMaker (`aws`) or local processes."""
+"""Training and tuning jobs through the SageMaker SDK v3, against AWS or the local emulator."""

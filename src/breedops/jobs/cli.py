@@ -1,4 +1,4 @@
-"""`breedops tune` and `breedops train`: jobs on SageMaker (--env aws) or locally."""
+"""`breedops tune` and `breedops train`: SageMaker jobs, on AWS (--env aws) or the emulator."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def _bool(value: str) -> bool:
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--env", default="local", choices=["local", "aws"],
-                        help="local processes + emulator, or SageMaker (default: local)")
+                        help="local: the emulator, which runs the jobs; aws: SageMaker (default: local)")
     parser.add_argument("--bucket", help="data bucket (default: Terraform output bucket_name)")
     parser.add_argument("--role-arn", help="SageMaker execution role "
                         "(default: Terraform output sagemaker_execution_role_arn)")

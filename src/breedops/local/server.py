@@ -28,6 +28,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _exit_on_signal(signum: int, frame: Any) -> None:
+    from breedops.local.sagemaker_jobs import api as sagemaker_jobs
+
+    sagemaker_jobs.shutdown()  # a training job's processes must not outlive the emulator
     sys.exit(0)
 
 
@@ -43,13 +46,14 @@ def main(argv: list[str] | None = None) -> int:
     from werkzeug.serving import run_simple
 
     from breedops.local import iam_enforcement, iam_simulation, moto_extensions
-    from breedops.local.sagemaker_jobs import api as sagemaker_jobs, records
     from breedops.local.journal import (
         Journal,
         JournalingApp,
         make_backend_creation_deterministic,
         make_multipart_upload_ids_deterministic,
     )
+    from breedops.local.sagemaker_jobs import api as sagemaker_jobs
+    from breedops.local.sagemaker_jobs import records
 
     moto_extensions.apply()
     sagemaker_jobs.apply()  # training and tuning jobs run, as SageMaker runs them

@@ -3,6 +3,8 @@
 Hyperparameters are flags; paths default from the SageMaker training container's `SM_*`
 variables and fall back to flags. Run it as `python -m breedops.training.train --data-dir D
 --model-dir M ...`, under torchrun for several processes, or as a SageMaker entry point.
+Per-epoch checkpoints go to `<checkpoint-dir>/<job-name>/`: a restart of the same job with the
+same hyperparameters resumes, another job sharing the folder (a tuning trial) never does.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import pickle
 import random
+import re
 import signal
 import sys
 import time
@@ -27,6 +31,13 @@ EXIT_USAGE = 2
 # The hyperparameter defaults (the digits demo's), shared with `breedops.jobs.spec`.
 DEFAULTS = {"lr": 3e-3, "batch_size": 64, "epochs": 5, "arch": "resnet18", "pretrained": False,
             "image_size": 24, "hflip": False, "seed": 0}
+# The arguments that define a training run (not paths, threads or workers): a checkpoint
+# records them and resumes only a run with the same values.
+HYPERPARAMETERS = ("lr", "batch_size", "epochs", "arch", "pretrained", "image_size", "hflip",
+                   "weight_decay", "seed")
+ON_MISMATCH = ("fail", "restart")
+# A folder name: SageMaker's training job names, and local names like `local-20250101-120000`.
+JOB_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 def str2bool(value: str) -> bool:
@@ -53,8 +64,21 @@ def positive(kind: type):
     return parse
 
 
+def job_name(value: str) -> str:
+    """An argparse type for a job name, which names the job's checkpoint folder."""
+    if not JOB_NAME_PATTERN.fullmatch(value):
+        raise argparse.ArgumentTypeError(
+            f"expected letters, digits, '.', '_' or '-' (a folder name), got {value!r}")
+    return value
+
+
 def _env_path(name: str, fallback: str | None = None) -> str | None:
     return os.environ.get(name, fallback)
+
+
+def sagemaker_base_dir() -> Path:
+    """The training container's root: `$SAGEMAKER_BASE_DIR` (the local emulator's job folder)."""
+    return Path(os.environ.get("SAGEMAKER_BASE_DIR") or "/opt/ml")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,12 +118,21 @@ def build_parser() -> argparse.ArgumentParser:
     paths.add_argument("--output-data-dir", default=_env_path("SM_OUTPUT_DATA_DIR"),
                        help="metrics.json and plots (default: $SM_OUTPUT_DATA_DIR)")
     paths.add_argument("--checkpoint-dir", default=None,
-                       help="per-epoch checkpoints, resumed from when present "
-                            "(default: /opt/ml/checkpoints on SageMaker, else none)")
-    paths.add_argument("--model-version",
-                       default=os.environ.get("TRAINING_JOB_NAME") or time.strftime(
-                           "local-%Y%m%d-%H%M%S"),
-                       help="the version the endpoint reports (default: the job name)")
+                       help="per-epoch checkpoints in <dir>/<job-name>/, resumed from when "
+                            "present (default: $SAGEMAKER_BASE_DIR/checkpoints on SageMaker, "
+                            "i.e. /opt/ml/checkpoints, else none)")
+    job = p.add_argument_group("job")
+    job.add_argument("--job-name", type=job_name,
+                     default=os.environ.get("TRAINING_JOB_NAME") or time.strftime(
+                         "local-%Y%m%d-%H%M%S"),
+                     help="names this job's checkpoint folder: a restart of the same job "
+                          "resumes, another job (a sibling tuning trial) never does "
+                          "(default: $TRAINING_JOB_NAME, else local-<time>)")
+    job.add_argument("--on-checkpoint-mismatch", choices=ON_MISMATCH, default="fail",
+                     help="a checkpoint made by another job or with other hyperparameters: "
+                          "fail (exit 2) or restart (start fresh, replacing it)")
+    job.add_argument("--model-version", default=None,
+                     help="the version the endpoint reports (default: the job name)")
     return p
 
 
@@ -115,6 +148,13 @@ class Config:
     output_dir: Path
     checkpoint_dir: Path | None
 
+    @property
+    def checkpoint_path(self) -> Path | None:
+        """This job's checkpoint, `<checkpoint-dir>/<job-name>/checkpoint.pt`, if any."""
+        if self.checkpoint_dir is None:
+            return None
+        return self.checkpoint_dir / self.args.job_name / CHECKPOINT_FILE
+
 
 def resolve_paths(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Config:
     """Channels from flags or SM_* variables, else `--data-dir/<split>`; a clear usage error."""
@@ -128,8 +168,9 @@ def resolve_paths(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     if not args.model_dir:
         parser.error("no model directory: pass --model-dir or set SM_MODEL_DIR")
     checkpoint = args.checkpoint_dir
-    if checkpoint is None and "SM_MODEL_DIR" in os.environ and Path("/opt/ml").is_dir():
-        checkpoint = "/opt/ml/checkpoints"
+    if checkpoint is None and "SM_MODEL_DIR" in os.environ and sagemaker_base_dir().is_dir():
+        checkpoint = str(sagemaker_base_dir() / "checkpoints")
+    args.model_version = args.model_version or args.job_name
     model_dir = Path(args.model_dir)
     return Config(
         args=args, train_dir=dirs["train"], valid_dir=dirs["valid"], test_dir=dirs["test"],
@@ -170,11 +211,14 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state() -> dict:
-    """Every RNG this script uses, for the checkpoint."""
+    """Every RNG this script uses, for the checkpoint, as plain data (loadable weights_only)."""
     import numpy as np
     import torch
 
-    state = {"python": random.getstate(), "numpy": np.random.get_state(),
+    _, key, pos, has_gauss, gauss = np.random.get_state(legacy=True)
+    state = {"python": random.getstate(),
+             "numpy": {"key": key.tolist(), "pos": int(pos), "has_gauss": int(has_gauss),
+                       "gauss": float(gauss)},
              "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -186,7 +230,9 @@ def set_rng_state(state: dict) -> None:
     import torch
 
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    numpy_state = state["numpy"]
+    np.random.set_state(("MT19937", np.array(numpy_state["key"], dtype=np.uint32),
+                         numpy_state["pos"], numpy_state["has_gauss"], numpy_state["gauss"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -203,12 +249,71 @@ def save_checkpoint(path: Path, **state) -> None:
 
 
 def load_checkpoint(path: Path) -> dict | None:
+    """The checkpoint at `path`, or None; only tensors and plain data are unpickled."""
     import torch
 
     if not path.is_file():
         return None
-    # Our own file: it holds optimizer state and numpy RNG state, not only tensors.
-    return torch.load(path, map_location="cpu", weights_only=False)
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+class CheckpointMismatch(Exception):
+    """The checkpoint found belongs to another job or to other hyperparameters."""
+
+
+def run_record(args: argparse.Namespace) -> dict:
+    """What a checkpoint records of the run that made it: the job and its hyperparameters."""
+    return {"job_name": args.job_name,
+            "hyperparameters": {name: getattr(args, name) for name in HYPERPARAMETERS}}
+
+
+def checkpoint_differences(state: dict, args: argparse.Namespace) -> list[str]:
+    """`name: checkpoint X, requested Y` for each way `state` is not this run's; [] if it is."""
+    if "job_name" not in state and "hyperparameters" not in state:
+        return ["it records no job name or hyperparameters (an older checkpoint)"]
+    record = run_record(args)
+    recorded = {"job_name": state.get("job_name"), **state.get("hyperparameters", {})}
+    requested = {"job_name": record["job_name"], **record["hyperparameters"]}
+    differences = []
+    for name, value in requested.items():
+        if name not in recorded or recorded[name] is None:
+            differences.append(f"{name}: checkpoint (not recorded), requested {value!r}")
+        elif recorded[name] != value:
+            differences.append(f"{name}: checkpoint {recorded[name]!r}, requested {value!r}")
+    return differences
+
+
+def resume_state(path: Path, args: argparse.Namespace, is_main: bool) -> dict | None:
+    """This run's checkpoint at `path` to resume from, or None to start fresh.
+
+    Another job's checkpoint, or one with other hyperparameters, raises `CheckpointMismatch`;
+    with `--on-checkpoint-mismatch restart` it is removed (the main process) and None returned.
+    """
+    try:
+        state = load_checkpoint(path)
+    except pickle.UnpicklingError:
+        differences = ["it cannot be loaded as tensors and plain data (weights_only), so it "
+                       + "is an older checkpoint or not this script's"]
+    except (RuntimeError, EOFError) as e:
+        differences = [f"it cannot be read ({str(e).splitlines()[0] if str(e) else e!r})"]
+    else:
+        if state is None:
+            return None
+        differences = (checkpoint_differences(state, args) if isinstance(state, dict)
+                       else [f"it holds a {type(state).__name__}, not a checkpoint"])
+    if not differences:
+        return state
+    found = f"checkpoint {path} was made by another job or with other hyperparameters"
+    if args.on_checkpoint_mismatch == "fail":
+        raise CheckpointMismatch(
+            f"{found}: {'; '.join(differences)}. Use the same job name and hyperparameters to "
+            "resume it, another --job-name or --checkpoint-dir, or --on-checkpoint-mismatch "
+            "restart to start fresh and replace it")
+    LOG.warning("%s: %s; starting fresh and replacing it (--on-checkpoint-mismatch restart)",
+                found, "; ".join(differences))
+    if is_main:
+        path.unlink(missing_ok=True)
+    return None
 
 
 def train_one_epoch(model, loader, optimizer, scheduler, ctx, stop: StopRequest,
@@ -303,6 +408,13 @@ def run(cfg: Config) -> int:
     stop = StopRequest()
     stop.install()
     seed_everything(args.seed + ctx.rank)
+    checkpoint_path = cfg.checkpoint_path
+    try:  # before the data: another run's checkpoint is a usage error, found early
+        state = resume_state(checkpoint_path, args, ctx.is_main) if checkpoint_path else None
+    except CheckpointMismatch as e:
+        LOG.error("%s", e)
+        distributed.teardown()
+        return EXIT_USAGE
     try:
         valid = scan_split(cfg.valid_dir)
         classes = valid.classes
@@ -358,14 +470,16 @@ def run(cfg: Config) -> int:
         optimizer, max_lr=args.lr, epochs=args.epochs, steps_per_epoch=len(train_loader))
 
     start_epoch, history = 0, History()
-    checkpoint_path = cfg.checkpoint_dir / CHECKPOINT_FILE if cfg.checkpoint_dir else None
-    if checkpoint_path and (state := load_checkpoint(checkpoint_path)) is not None:
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         set_rng_state(state["rng"][ctx.rank] if ctx.rank < len(state["rng"]) else state["rng"][0])
         start_epoch, history.epochs = state["epoch"], state["history"]
-        LOG.info("resuming from %s at epoch %d", checkpoint_path, start_epoch + 1)
+        LOG.info("resuming from checkpoint %s at epoch %d", checkpoint_path, start_epoch + 1)
+        del state
+    elif checkpoint_path:
+        LOG.info("job %s: no checkpoint at %s, starting fresh", args.job_name, checkpoint_path)
 
     started = time.monotonic()
     for epoch in range(start_epoch, args.epochs):
@@ -391,7 +505,7 @@ def run(cfg: Config) -> int:
                 save_checkpoint(checkpoint_path, epoch=epoch + 1, model=model.state_dict(),
                                 optimizer=optimizer.state_dict(),
                                 scheduler=scheduler.state_dict(), rng=rngs,
-                                history=history.epochs, arch=args.arch)
+                                history=history.epochs, arch=args.arch, **run_record(args))
     elapsed = time.monotonic() - started
     test_loss, test_accuracy, confusion = evaluate(model, test_loader, ctx, amp, len(classes))
     if ctx.is_main:
@@ -405,9 +519,7 @@ def run(cfg: Config) -> int:
         outputs.write_outputs(
             cfg.output_dir, history=history.epochs, confusion=confusion.tolist(),
             classes=classes, test={"test_loss": test_loss, "test_accuracy": test_accuracy},
-            hyperparameters={k: getattr(args, k) for k in (
-                "lr", "batch_size", "epochs", "arch", "pretrained", "image_size", "hflip",
-                "weight_decay", "seed")},
+            hyperparameters=run_record(args)["hyperparameters"],
             throughput=throughput, world_size=ctx.world_size)
     distributed.teardown()
     return 0

@@ -96,17 +96,32 @@ def resume() -> None:
                                    "FailureReason": RESTART_REASON}})
 
 
+def shutdown() -> None:
+    """The emulator is stopping: kill every running job's processes (SIGKILL, each host's
+    process group) and start nothing more. The jobs stay InProgress; `resume()` at the next
+    start marks them Failed."""
+    EXECUTOR.suspended = True
+    with EXECUTOR.lock:
+        tuning = [run for run in EXECUTOR.tuning.values() if not run.done.is_set()]
+        training = [run for run in EXECUTOR.training.values() if not run.done.is_set()]
+    for run in tuning:
+        run.abandon()
+    for run in training:
+        run.abandon()
+
+
 # -- validation ---------------------------------------------------------------------------------
 
 def _check_role(account: str, role_arn: str) -> None:
     """AWS refuses a job whose role does not exist or does not trust SageMaker."""
+    from moto.iam.exceptions import NotFoundException
     from moto.iam.models import iam_backends
 
     message = (f"Could not assume role {role_arn}. Please ensure that the role exists and allows "
                f"principal '{SAGEMAKER_PRINCIPAL}' to assume the role.")
     try:
         role = iam_backends[account]["global"].get_role_by_arn(role_arn)
-    except Exception:  # noqa: BLE001 -- moto's NotFound: the role does not exist
+    except NotFoundException:
         raise ValidationError(message=message) from None
     trust = role.assume_role_policy_document
     trust = json.loads(trust) if isinstance(trust, str) else trust
@@ -268,7 +283,8 @@ def _start_tuning(account: str, region: str, name: str) -> TuningJobRun:
     job = sagemaker_backends[account][region].hyper_parameter_tuning_jobs[name]
     described = copy.deepcopy({"HyperParameterTuningJobName": name,
                                "HyperParameterTuningJobArn": job.arn,
-                               "HyperParameterTuningJobConfig": job.hyper_parameter_tuning_job_config,
+                               "HyperParameterTuningJobConfig":
+                                   job.hyper_parameter_tuning_job_config,
                                "TrainingJobDefinition": job.training_job_definition})
 
     def start_trial(request: dict[str, Any], threads: int) -> TrainingJobRun:
@@ -423,18 +439,23 @@ def routes(app: Any) -> records.RouteApp:
     return records.RouteApp(app, ROUTES)
 
 
+# Actions moto lacks or answers with filler, by the name of SageMakerResponse's method.
+ACTIONS = {
+    "stop_training_job": _stop_training_job,
+    "describe_hyper_parameter_tuning_job": _describe_hyper_parameter_tuning_job,
+    "stop_hyper_parameter_tuning_job": _stop_hyper_parameter_tuning_job,
+    "list_training_jobs_for_hyper_parameter_tuning_job":
+        _list_training_jobs_for_hyper_parameter_tuning_job,
+}
+
+
 def apply() -> None:
     """Make moto's SageMaker execute jobs (idempotent)."""
     if hasattr(SageMakerResponse, "stop_training_job"):
         return
     SageMakerResponse.create_training_job = _create_training_job(  # type: ignore[method-assign]
         SageMakerResponse.create_training_job)
-    SageMakerResponse.stop_training_job = _stop_training_job  # type: ignore[attr-defined]
     SageMakerResponse.create_hyper_parameter_tuning_job = (  # type: ignore[method-assign]
         _create_hyper_parameter_tuning_job(SageMakerResponse.create_hyper_parameter_tuning_job))
-    SageMakerResponse.describe_hyper_parameter_tuning_job = (  # type: ignore[method-assign]
-        _describe_hyper_parameter_tuning_job)
-    SageMakerResponse.stop_hyper_parameter_tuning_job = (  # type: ignore[attr-defined]
-        _stop_hyper_parameter_tuning_job)
-    SageMakerResponse.list_training_jobs_for_hyper_parameter_tuning_job = (  # type: ignore[attr-defined]
-        _list_training_jobs_for_hyper_parameter_tuning_job)
+    for action, method in ACTIONS.items():
+        setattr(SageMakerResponse, action, method)

@@ -25,13 +25,18 @@ def stream_name(job_name: str, host: str, started: float) -> str:
 
 
 class LogStream:
-    """Buffers a host's lines and sends them with PutLogEvents, at most once a second."""
+    """Buffers a host's lines and sends them with PutLogEvents, at most once a second.
+
+    `write` sends when a line arrives a second or more after the last send; `flush_if_due`,
+    called periodically, sends lines that a quiet script left waiting.
+    """
 
     def __init__(self, logs: Any, name: str) -> None:
         self.logs = logs
         self.name = name
         self._events: list[dict[str, Any]] = []
         self._lock = threading.Lock()
+        self._send_lock = threading.Lock()
         self._last_flush = time.monotonic()
         try:
             logs.create_log_group(logGroupName=LOG_GROUP)
@@ -49,12 +54,21 @@ class LogStream:
             self.flush()
 
     def flush(self) -> None:
+        with self._send_lock:  # batches reach CloudWatch in the order they were taken
+            with self._lock:
+                events, self._events = self._events, []
+                self._last_flush = time.monotonic()
+            if events:
+                self.logs.put_log_events(logGroupName=LOG_GROUP, logStreamName=self.name,
+                                         logEvents=events)
+
+    def flush_if_due(self) -> None:
+        """Send lines that wait for a next one: a script may go quiet for a long step."""
         with self._lock:
-            events, self._events = self._events, []
-            self._last_flush = time.monotonic()
-        if events:
-            self.logs.put_log_events(logGroupName=LOG_GROUP, logStreamName=self.name,
-                                     logEvents=events)
+            due = bool(self._events) and (
+                time.monotonic() - self._last_flush >= FLUSH_EVERY_SECONDS)
+        if due:
+            self.flush()
 
 
 class MetricCollector:

@@ -29,7 +29,7 @@ CONTAINER_BASE = "/opt/ml"
 DRIVERS_CHANNEL = "sm_drivers"
 LOOPBACK = "127.0.0.1"
 TOOLKIT_COMMAND = (sys.executable, "-m", "sagemaker_training.cli.train")
-# The SDK v3 drivers' rendezvous constants (sagemaker/train/container_drivers/scripts/environment.py).
+# The SDK v3 drivers' rendezvous constants (container_drivers/scripts/environment.py).
 DRIVER_MASTER_ADDR = 'SM_MASTER_ADDR = "algo-1"'
 DRIVER_MASTER_PORT = "SM_MASTER_PORT = 7777"
 # Variables of the emulator's own process that must not reach a job: a job runs as its role.
@@ -127,7 +127,8 @@ def command(host: Host, job: dict[str, Any]) -> list[str]:
     spec = job["AlgorithmSpecification"]
     entrypoint = spec.get("ContainerEntrypoint")
     if entrypoint:
-        return [host.localize(arg) for arg in [*entrypoint, *(spec.get("ContainerArguments") or [])]]
+        arguments = spec.get("ContainerArguments") or []
+        return [host.localize(arg) for arg in [*entrypoint, *arguments]]
     return list(TOOLKIT_COMMAND)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -33,6 +34,7 @@ CHECKPOINT_SYNC_SECONDS = 5.0
 POLL_SECONDS = 0.25
 FAILURE_REASON_LIMIT = 1024
 LOG_TAIL_LINES = 12
+TOOLKIT_LINE = re.compile(r"^(\d{4}-\d\d-\d\d [\d:,]+ sagemaker-training-toolkit |\+\+? )")
 TERMINAL = ("Completed", "Failed", "Stopped")
 
 
@@ -72,7 +74,10 @@ class TrainingJobRun:
         self.done = threading.Event()
         self._stop_reason: str | None = None  # "Stopped" or "MaxRuntimeExceeded"
         self._stop_signalled_at: float | None = None
+        self._abandoned = False  # the emulator is shutting down: record nothing more
         self._processes: list[subprocess.Popen] = []
+        self._streams: list[cloudwatch.LogStream] = []
+        self._pumps: list[threading.Thread] = []  # per process: alive while its output is open
         self._transitions: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=f"job-{self.name}", daemon=True)
@@ -88,6 +93,17 @@ class TrainingJobRun:
             if self._stop_reason is None:
                 self._stop_reason = reason
         self._signal_processes()
+
+    def abandon(self) -> None:
+        """The emulator is stopping: kill the hosts' process groups now and record nothing more.
+
+        The job stays InProgress in the journal; the next start marks it Failed.
+        """
+        with self._lock:
+            self._abandoned = True
+            processes = list(self._processes)
+        for process in processes:
+            _signal_group(process, signal.SIGKILL)
 
     def _signal_processes(self) -> None:
         with self._lock:
@@ -106,7 +122,7 @@ class TrainingJobRun:
         try:
             self._transition("Starting", "Preparing the instances for training")
             credentials = self._assume_role()
-            session = _session(credentials, self.region, self.site.endpoint_url)
+            session = _RoleSession(credentials, self.region, self.site.endpoint_url)
             s3 = session.client("s3")
             hosts = container.make_hosts(job_dir, int(self.job["ResourceConfig"]
                                                       .get("InstanceCount", 1)))
@@ -133,11 +149,10 @@ class TrainingJobRun:
             else:
                 self._finish("Completed", "Completed", "Training job completed",
                              model_uri=model_uri)
-        except Exception as e:  # noqa: BLE001 -- any error is the job's FailureReason
+        except Exception as e:  # any error is the job's FailureReason
             log.exception("training job %s failed", self.name)
             self._finish("Failed", "Failed", _client_error_reason(e))
-        finally:
-            shutil.rmtree(job_dir / "algo-1" / "input" / "data", ignore_errors=True)
+        finally:  # the instances are gone: keep logs and outputs, not a copy of the data
             for host_dir in job_dir.glob("algo-*"):
                 shutil.rmtree(host_dir / "input" / "data", ignore_errors=True)
 
@@ -167,14 +182,14 @@ class TrainingJobRun:
         return host.local(local) if local.startswith(container.CONTAINER_BASE) else \
             host.base / "checkpoints"
 
-    def _train(self, hosts: list[Host], credentials: dict[str, str], session: Any) -> list[int]:
+    def _train(self, hosts: list[Host], credentials: dict[str, str],
+               session: _RoleSession) -> list[int]:
         """Run the container on every host; their exit codes."""
         port = free_port()
         logs = session.client("logs")
         collector = cloudwatch.MetricCollector(
             self.job["AlgorithmSpecification"].get("MetricDefinitions") or [])
         self.training_started = time.time()
-        pumps = []
         for host in hosts:
             container.write_config(host, hosts, self.job)
             container.localize_drivers(host, port)
@@ -182,21 +197,25 @@ class TrainingJobRun:
                                         self.site.endpoint_url, self.region, port, self.threads)
             stream = cloudwatch.LogStream(logs, cloudwatch.stream_name(
                 self.name, host.name, self.training_started))
+            self._streams.append(stream)
             process = subprocess.Popen(
                 container.command(host, self.job), env=env, cwd=host.base,
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                 start_new_session=True)
             with self._lock:
                 self._processes.append(process)
+                abandoned = self._abandoned
+            if abandoned:  # started while the emulator was shutting down
+                _signal_group(process, signal.SIGKILL)
             pump = threading.Thread(target=_pump, args=(process, stream, collector,
                                                         host.base.parent / f"{host.name}.log"),
                                     daemon=True)
             pump.start()
-            pumps.append(pump)
+            self._pumps.append(pump)
         self._signal_processes()  # a stop that arrived while the hosts were starting
         s3 = session.client("s3")
         self._monitor(s3, hosts)
-        for pump in pumps:
+        for pump in self._pumps:
             pump.join()
         self.final_metrics = collector.final()
         return [p.returncode for p in self._processes]
@@ -208,7 +227,10 @@ class TrainingJobRun:
         last_sync = started
         while True:
             codes = [p.poll() for p in self._processes]
-            if all(code is not None for code in codes):
+            # A host is done when its output closed too: the toolkit may die of SIGTERM while
+            # the script it started (same process group, same stdout) still runs.
+            if all(code is not None for code in codes) and not any(
+                    pump.is_alive() for pump in self._pumps):
                 return
             if any(code not in (None, 0) for code in codes) and self._stop_reason is None:
                 # One host failed: SageMaker tears the others down.
@@ -219,14 +241,23 @@ class TrainingJobRun:
                 self.stop("MaxRuntimeExceeded")
             if self._stop_signalled_at and now - self._stop_signalled_at > STOP_GRACE_SECONDS:
                 self._kill_all(signal.SIGKILL)
+            self._flush_logs()
             if now - last_sync >= CHECKPOINT_SYNC_SECONDS:
                 self._sync_checkpoints(s3, hosts)
                 last_sync = now
             time.sleep(POLL_SECONDS)
 
+    def _flush_logs(self) -> None:
+        for stream in self._streams:
+            try:
+                stream.flush_if_due()
+            except Exception:  # a lost log line must not kill the job
+                log.warning("could not write to log stream %s", stream.name, exc_info=True)
+
     def _kill_all(self, sig: int) -> None:
-        for process in self._processes:
-            if process.poll() is None:
+        """Signal every host whose process group may still run (its output is still open)."""
+        for process, pump in zip(self._processes, self._pumps, strict=True):
+            if process.poll() is None or pump.is_alive():
                 _signal_group(process, sig)
 
     def _sync_checkpoints(self, s3: Any, hosts: list[Host], final: bool = False) -> None:
@@ -239,7 +270,7 @@ class TrainingJobRun:
         try:
             for sync in self._syncs:
                 sync.sync()
-        except Exception:  # noqa: BLE001 -- a failed periodic sync is retried; the last one counts
+        except Exception:  # a failed periodic sync is retried; the last one counts
             if final:
                 raise
             log.warning("training job %s: checkpoint sync failed; retrying", self.name,
@@ -251,18 +282,21 @@ class TrainingJobRun:
         return transfer.upload_outputs(s3, source.base, f"{output}/{self.name}/output")
 
     def _failure_reason(self, hosts: list[Host], codes: list[int]) -> str:
-        """SageMaker's `AlgorithmError`: the container's failure file, else its last lines."""
+        """SageMaker's `AlgorithmError`: the container's failure file and its last traceback."""
         failed = next((h for h, c in zip(hosts, codes, strict=True) if c), hosts[0])
         code = next(c for c in codes if c)
         message = ""
         if failed.failure_file.is_file():
             message = failed.failure_file.read_text(errors="replace").strip()
         log_path = failed.base.parent / f"{failed.name}.log"
-        if log_path.is_file():
-            tail = log_path.read_text(errors="replace").strip().splitlines()[-LOG_TAIL_LINES:]
-            if not message or "Traceback" not in message:
-                message = "\n".join(filter(None, [message, *tail]))
-        reason = f"AlgorithmError: ExitCode {code}, {failed.name}:\n{message}"
+        lines = log_path.read_text(errors="replace").splitlines() if log_path.is_file() else []
+        # The user's own lines, not the toolkit's or the driver script's commentary.
+        lines = [line for line in lines if not TOOLKIT_LINE.match(line)]
+        start = max((i for i, line in enumerate(lines) if line.startswith("Traceback")),
+                    default=max(0, len(lines) - LOG_TAIL_LINES))
+        tail = "\n".join(lines[start:][-LOG_TAIL_LINES:]).strip()
+        reason = "\n".join(filter(None, [f"AlgorithmError: {message or f'ExitCode {code}'}",
+                                          tail]))
         return reason[:FAILURE_REASON_LIMIT]
 
     # -- state --------------------------------------------------------------------------------
@@ -287,7 +321,7 @@ class TrainingJobRun:
                 bucket, key = transfer.split_s3_uri(f"{bucket_uri}/{self.name}/output/")
                 archive = transfer.pack(hosts[0].output, hosts[0].base / ".upload" / "out.tgz")
                 s3.upload_file(str(archive), bucket, key + "output.tar.gz")
-            except Exception:  # noqa: BLE001 -- the job has failed already; keep its reason
+            except Exception:  # the job has failed already; keep its reason
                 log.warning("training job %s: could not upload output.tar.gz", self.name,
                             exc_info=True)
         now = time.time()
@@ -318,26 +352,30 @@ class TrainingJobRun:
                 self.on_done(self)
 
     def _record(self, fields: dict[str, Any]) -> None:
+        if self._abandoned:
+            return
         records.dispatch(records.TRAINING_STATE, {"account": self.account, "region": self.region,
                                                   "name": self.name, "fields": fields})
 
 
-def _session(credentials: dict[str, str], region: str, endpoint_url: str) -> Any:
-    import boto3
-    from botocore.config import Config
+class _RoleSession:
+    """Clients that sign with the job's role credentials and reach the emulator."""
 
-    session = boto3.session.Session(
-        aws_access_key_id=credentials["AccessKeyId"],
-        aws_secret_access_key=credentials["SecretAccessKey"],
-        aws_session_token=credentials["SessionToken"], region_name=region)
-    config = Config(max_pool_connections=2 * transfer.TRANSFER_WORKERS,
-                    retries={"max_attempts": 3, "mode": "standard"})
+    def __init__(self, credentials: dict[str, str], region: str, endpoint_url: str) -> None:
+        import boto3
+        from botocore.config import Config
 
-    class _Session:
-        def client(self, service: str) -> Any:
-            return session.client(service, endpoint_url=endpoint_url, config=config)
+        self._session = boto3.session.Session(
+            aws_access_key_id=credentials["AccessKeyId"],
+            aws_secret_access_key=credentials["SecretAccessKey"],
+            aws_session_token=credentials["SessionToken"], region_name=region)
+        self._endpoint_url = endpoint_url
+        self._config = Config(max_pool_connections=2 * transfer.TRANSFER_WORKERS,
+                              retries={"max_attempts": 3, "mode": "standard"})
 
-    return _Session()
+    def client(self, service: str) -> Any:
+        return self._session.client(service, endpoint_url=self._endpoint_url,
+                                    config=self._config)
 
 
 def _signal_group(process: subprocess.Popen, sig: int) -> None:
@@ -360,12 +398,12 @@ def _pump(process: subprocess.Popen, stream: cloudwatch.LogStream,
             collector.feed(line)
             try:
                 stream.write(line)
-            except Exception:  # noqa: BLE001 -- a lost log line must not kill the job
+            except Exception:  # a lost log line must not kill the job
                 log.warning("could not write to log stream %s", stream.name, exc_info=True)
         process.wait()
     try:
         stream.flush()
-    except Exception:  # noqa: BLE001
+    except Exception:
         log.warning("could not flush log stream %s", stream.name, exc_info=True)
 
 

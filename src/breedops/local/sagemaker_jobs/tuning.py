@@ -56,6 +56,7 @@ class TuningJobRun:
         self.parallel = int(config["ResourceLimits"].get("MaxParallelTrainingJobs", 1))
         self.start_trial = start_trial
         self.stopping = threading.Event()
+        self._abandoned = False  # the emulator is shutting down: record nothing more
         self.done = threading.Event()
         self.trials: dict[str, dict[str, Any]] = {}  # trial name -> summary
         self._running: dict[str, tuple[TrainingJobRun, Proposal]] = {}
@@ -70,6 +71,11 @@ class TuningJobRun:
         self.stopping.set()
         for run, _ in list(self._running.values()):
             run.stop()
+
+    def abandon(self) -> None:
+        """The emulator is stopping: start no trial and record nothing more."""
+        self._abandoned = True
+        self.stopping.set()
 
     def _run(self) -> None:
         definition = self.job["TrainingJobDefinition"]
@@ -86,7 +92,7 @@ class TuningJobRun:
                     break
                 self._collect()
             self._finish()
-        except Exception as e:  # noqa: BLE001 -- the tuning job fails with the reason
+        except Exception as e:  # the tuning job fails with the reason
             log.exception("tuning job %s failed", self.name)
             self.stop()
             self._record({"HyperParameterTuningJobStatus": "Failed",
@@ -99,6 +105,8 @@ class TuningJobRun:
         request = trial_request(definition, name, proposal)
         run = self.start_trial(request, threads)
         self._running[name] = (run, proposal)
+        if self.stopping.is_set():  # stopped while this trial was being created
+            run.stop()
         self.trials[name] = {"TrainingJobName": name, "TrainingJobArn": run.job["TrainingJobArn"],
                              "TuningJobName": self.name, "CreationTime": time.time(),
                              "TrainingJobStatus": "InProgress",
@@ -193,5 +201,7 @@ class TuningJobRun:
                  best["TrainingJobName"] if best else None)
 
     def _record(self, fields: dict[str, Any]) -> None:
+        if self._abandoned:
+            return
         records.dispatch(records.TUNING_STATE, {"account": self.account, "region": self.region,
                                                 "name": self.name, "fields": fields})
