@@ -126,4 +126,5 @@ def test_submit_tuning_sends_objective_regexes_and_ranges(backend, role_arn: str
     assert definition["EnableManagedSpotTraining"] is True
     stopping = definition["StoppingCondition"]
     assert stopping["MaxWaitTimeInSeconds"] > stopping["MaxRuntimeInSeconds"]
+    # One prefix for the tuning job: each trial checkpoints into its own folder under it.
     assert definition["CheckpointConfig"]["S3Uri"] == f"s3://sdk-data/checkpoints/{name}/"

@@ -36,6 +36,7 @@ from breedops.local.sagemaker_jobs import records
 from breedops.local.sagemaker_jobs.search import InvalidTuningConfig, TuningSearch
 from breedops.local.sagemaker_jobs.training import TERMINAL, Site, TrainingJobRun
 from breedops.local.sagemaker_jobs.tuning import TuningJobRun
+from breedops.local.sagemaker_jobs.tuning import counters as tuning_counters
 
 log = logging.getLogger(__name__)
 
@@ -90,10 +91,16 @@ def resume() -> None:
                                    "FailureReason": RESTART_REASON}})
             for name, job in list(backend.hyper_parameter_tuning_jobs.items()):
                 if job.hyper_parameter_tuning_job_status not in TERMINAL:
+                    # Its trials in progress failed with it (their training jobs just did).
+                    trials = [t if t["TrainingJobStatus"] in TERMINAL else
+                              {**t, "TrainingJobStatus": "Failed", "ObjectiveStatus": "Failed",
+                               "FailureReason": RESTART_REASON}
+                              for t in getattr(job, "trials", None) or []]
                     records.dispatch(records.TUNING_STATE, {
                         "account": account, "region": region, "name": name,
                         "fields": {"HyperParameterTuningJobStatus": "Failed",
-                                   "FailureReason": RESTART_REASON}})
+                                   "FailureReason": RESTART_REASON, "Trials": trials,
+                                   **tuning_counters(trials)}})
 
 
 def shutdown() -> None:

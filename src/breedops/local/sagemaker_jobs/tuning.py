@@ -12,7 +12,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from breedops.local.sagemaker_jobs import records
@@ -38,6 +38,24 @@ def trial_request(definition: dict[str, Any], name: str, proposal: Proposal) -> 
     request["HyperParameters"] = {**(definition.get("StaticHyperParameters") or {}),
                                   **proposal.hyperparameters}
     return request
+
+
+def counters(trials: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """`TrainingJobStatusCounters` and `ObjectiveStatusCounters` of the trial summaries."""
+    trials = list(trials)
+    statuses = [t["TrainingJobStatus"] for t in trials]
+    objectives = [t["ObjectiveStatus"] for t in trials]
+    return {
+        "TrainingJobStatusCounters": {
+            "Completed": statuses.count("Completed"),
+            "InProgress": statuses.count("InProgress") + statuses.count("Stopping"),
+            "RetryableError": 0,
+            "NonRetryableError": statuses.count("Failed"),
+            "Stopped": statuses.count("Stopped")},
+        "ObjectiveStatusCounters": {"Succeeded": objectives.count("Succeeded"),
+                                    "Pending": objectives.count("Pending"),
+                                    "Failed": objectives.count("Failed")},
+    }
 
 
 class TuningJobRun:
@@ -154,23 +172,9 @@ class TuningJobRun:
                 best = trial
         return best
 
-    def _counters(self) -> dict[str, Any]:
-        statuses = [t["TrainingJobStatus"] for t in self.trials.values()]
-        objectives = [t["ObjectiveStatus"] for t in self.trials.values()]
-        return {
-            "TrainingJobStatusCounters": {
-                "Completed": statuses.count("Completed"),
-                "InProgress": statuses.count("InProgress") + statuses.count("Stopping"),
-                "RetryableError": 0,
-                "NonRetryableError": statuses.count("Failed"),
-                "Stopped": statuses.count("Stopped")},
-            "ObjectiveStatusCounters": {"Succeeded": objectives.count("Succeeded"),
-                                        "Pending": objectives.count("Pending"),
-                                        "Failed": objectives.count("Failed")},
-        }
-
     def _record_progress(self) -> None:
-        fields: dict[str, Any] = {**self._counters(), "LastModifiedTime": time.time(),
+        fields: dict[str, Any] = {**counters(self.trials.values()),
+                                  "LastModifiedTime": time.time(),
                                   "Trials": list(self.trials.values())}
         best = self.best()
         if best is not None:
