@@ -85,3 +85,82 @@ def test_cli_provisioned_concurrency_put_get_delete(function_with_alias):
     assert got["AllocatedProvisionedConcurrentExecutions"] == 2
     assert after.returncode != 0
     assert "ProvisionedConcurrencyConfigNotFoundException" in after.stderr
+
+
+TRAIN_SCRIPT = """import sys
+for epoch in range(2):
+    print(f"epoch={epoch}; valid_loss={1 / (epoch + 2):.4f};", flush=True)
+if "--fail" in sys.argv:
+    raise ValueError("the cli test asked this job to fail")
+"""
+
+
+def _cli_training_job(name: str, bucket: str, role: str, fail: bool) -> dict:
+    hyperparameters = {"sagemaker_program": "train.py",
+                       "sagemaker_submit_directory": f"s3://{bucket}/code/sourcedir.tar.gz"}
+    if fail:
+        hyperparameters["fail"] = "yes"
+    return {
+        "TrainingJobName": name, "RoleArn": role, "HyperParameters": hyperparameters,
+        "AlgorithmSpecification": {
+            "TrainingImage": "763104351884.dkr.ecr.us-east-1.amazonaws.com/"
+                             "pytorch-training:2.5-cpu-py311",
+            "TrainingInputMode": "File",
+            "MetricDefinitions": [{"Name": "valid_loss", "Regex": "valid_loss=([0-9.]+);"}]},
+        "InputDataConfig": [{"ChannelName": "train", "DataSource": {"S3DataSource": {
+            "S3DataType": "S3Prefix", "S3Uri": f"s3://{bucket}/data/"}}}],
+        "OutputDataConfig": {"S3OutputPath": f"s3://{bucket}/jobs"},
+        "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1,
+                           "VolumeSizeInGB": 5},
+        "StoppingCondition": {"MaxRuntimeInSeconds": 300},
+    }
+
+
+def _describe_until_done(name: str, timeout_s: float = 120) -> dict:
+    """`describe-training-job` until the job ends (the CLI's own waiter polls every 120 s)."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        described = json.loads(aws("sagemaker", "describe-training-job", "--training-job-name",
+                                   name).stdout)
+        if described["TrainingJobStatus"] in ("Completed", "Failed", "Stopped"):
+            return described
+        assert time.monotonic() < deadline, f"{name} still {described['TrainingJobStatus']}"
+        time.sleep(1)
+
+
+def test_cli_create_training_job_runs_it_and_a_broken_one_fails(aws_emulator, unique_name,
+                                                               tmp_path):
+    import tarfile
+
+    source = tmp_path / "train.py"
+    source.write_text(TRAIN_SCRIPT)
+    with tarfile.open(tmp_path / "sourcedir.tar.gz", "w:gz") as tar:
+        tar.add(source, arcname="train.py")
+    (tmp_path / "row.csv").write_text("1,2\n")
+    trust = {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"},
+        "Action": "sts:AssumeRole"}]}
+    role = json.loads(aws("iam", "create-role", "--role-name", unique_name,
+                          "--assume-role-policy-document", json.dumps(trust)).stdout)["Role"]["Arn"]
+    aws("s3", "mb", f"s3://{unique_name}")
+    aws("s3", "cp", str(tmp_path / "sourcedir.tar.gz"), f"s3://{unique_name}/code/")
+    aws("s3", "cp", str(tmp_path / "row.csv"), f"s3://{unique_name}/data/")
+
+    outcomes = {}
+    for suffix, fail in (("ok", False), ("broken", True)):
+        name = f"{unique_name}-{suffix}"
+        request = tmp_path / f"{name}.json"
+        request.write_text(json.dumps(_cli_training_job(name, unique_name, role, fail)))
+        aws("sagemaker", "create-training-job", "--cli-input-json", f"file://{request}")
+        outcomes[suffix] = _describe_until_done(name)
+
+    assert outcomes["ok"]["TrainingJobStatus"] == "Completed"
+    assert outcomes["ok"]["FinalMetricDataList"][0]["Value"] == pytest.approx(1 / 3, abs=1e-4)
+    events = json.loads(aws("logs", "filter-log-events", "--log-group-name",
+                            "/aws/sagemaker/TrainingJobs", "--log-stream-name-prefix",
+                            f"{unique_name}-ok/").stdout)["events"]
+    assert "epoch=1; valid_loss=0.3333;" in [e["message"] for e in events]
+    assert outcomes["broken"]["TrainingJobStatus"] == "Failed"
+    assert "ValueError: the cli test asked this job to fail" in outcomes["broken"]["FailureReason"]

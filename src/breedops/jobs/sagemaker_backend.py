@@ -95,6 +95,11 @@ class SageMakerBackend:
         # least-privilege execution role deliberately lacks. SageMaker itself refuses a role it
         # cannot assume at CreateTrainingJob (the emulator too); the user's setting wins.
         os.environ.setdefault(VALIDATE_ROLE_VARIABLE, "false")
+        # sagemaker-core keeps its clients per process; a backend follows the endpoint
+        # variables of its time (a process may point at several emulators in turn).
+        from sagemaker.core.utils.utils import SageMakerClient
+
+        SageMakerClient.reset()
 
         self.sagemaker = boto3.client("sagemaker")
         self.s3 = boto3.client("s3")
@@ -198,8 +203,8 @@ class SageMakerBackend:
             raise SageMakerJobError(
                 f"training job {job_name} ended {status}: "
                 f"{described.get('FailureReason', 'no reason given')}\n"
-                f"its log: aws logs tail /aws/sagemaker/TrainingJobs "
-                f"--log-stream-name-prefix {job_name}/")
+                f"its log: aws logs filter-log-events --log-group-name "
+                f"/aws/sagemaker/TrainingJobs --log-stream-name-prefix {job_name}/")
         metrics = {m["MetricName"]: m["Value"] for m in described.get("FinalMetricDataList", [])
                    if m["MetricName"] in {d["Name"] for d in METRIC_DEFINITIONS}}
         return TrainingResult(

@@ -374,8 +374,8 @@ def make_summary(options: PipelineOptions, outputs: Outputs,
         "smoke_correct": outputs["smoke_correct"],
         "smoke_report": outputs["smoke_report"],
         "plots": sorted(_shown(Path(p)) for p in outputs.get("plots", [])),
-        "logs": (f"aws logs tail /aws/sagemaker/TrainingJobs --log-stream-name-prefix "
-                 f"{outputs['training_job_name']}/"),
+        "logs": (f"aws logs filter-log-events --log-group-name /aws/sagemaker/TrainingJobs "
+                 f"--log-stream-name-prefix {outputs['training_job_name']}/"),
     }
 
 

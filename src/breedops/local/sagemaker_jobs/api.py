@@ -22,7 +22,6 @@ import copy
 import json
 import logging
 import os
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -58,9 +57,7 @@ class _Executor:
 
     def require_site(self) -> Site:
         if self.site is None:
-            self.site = Site(endpoint_url=os.environ.get("AWS_ENDPOINT_URL", ""),
-                             jobs_dir=Path(tempfile.mkdtemp(prefix="breedops-jobs-")),
-                             cpu_count=os.cpu_count() or 1)
+            raise RuntimeError("the job executor is not configured: call configure() first")
         return self.site
 
 
@@ -168,14 +165,13 @@ def _check_training_request(self: SageMakerResponse, name: str) -> None:
 
 # -- training jobs ------------------------------------------------------------------------------
 
-def _start_training(account: str, region: str, name: str, threads: int | None = None,
-                    on_done: Any = None) -> TrainingJobRun:
+def _start_training(account: str, region: str, name: str,
+                    threads: int | None = None) -> TrainingJobRun:
     backend = sagemaker_backends[account][region]
     job = backend.training_jobs[name]
     described = copy.deepcopy(job.response_object)
     described["Environment"] = getattr(job, "environment", None) or {}
-    run = TrainingJobRun(EXECUTOR.require_site(), described, account, region, threads=threads,
-                         on_done=on_done)
+    run = TrainingJobRun(EXECUTOR.require_site(), described, account, region, threads=threads)
     with EXECUTOR.lock:
         EXECUTOR.training[(account, region, name)] = run
     run.start()

@@ -19,7 +19,6 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,8 +56,7 @@ class TrainingJobRun:
     """The executor of one training job; `start()` runs it in a thread of its own."""
 
     def __init__(self, site: Site, job: dict[str, Any], account: str, region: str,
-                 threads: int | None = None,
-                 on_done: Callable[[TrainingJobRun], None] | None = None) -> None:
+                 threads: int | None = None) -> None:
         self.site = site
         self.job = job
         self.name: str = job["TrainingJobName"]
@@ -66,7 +64,6 @@ class TrainingJobRun:
         self.region = region
         count = int(job["ResourceConfig"].get("InstanceCount", 1))
         self.threads = threads or max(1, site.cpu_count // count)
-        self.on_done = on_done
         self.status = "InProgress"
         self.secondary = "Starting"
         self.final_metrics: list[dict[str, Any]] = []
@@ -79,6 +76,7 @@ class TrainingJobRun:
         self._streams: list[cloudwatch.LogStream] = []
         self._pumps: list[threading.Thread] = []  # per process: alive while its output is open
         self._transitions: list[dict[str, Any]] = []
+        self._syncs: list[transfer.CheckpointSync] | None = None
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=f"job-{self.name}", daemon=True)
         self.training_started: float | None = None
@@ -137,8 +135,8 @@ class TrainingJobRun:
             stopped = self._stop_reason is not None
             self._sync_checkpoints(s3, hosts, final=True)
             if any(codes) and not stopped:
-                self._finish("Failed", "Failed", self._failure_reason(hosts, codes),
-                             upload=(s3, hosts, False))
+                self._upload_failure_output(s3, hosts[0])
+                self._finish("Failed", "Failed", self._failure_reason(hosts, codes))
                 return
             self._transition("Uploading", "Uploading generated training model")
             model_uri = self._upload(s3, hosts)
@@ -264,7 +262,7 @@ class TrainingJobRun:
         checkpoint = self.job.get("CheckpointConfig")
         if not checkpoint:
             return
-        if not hasattr(self, "_syncs"):
+        if self._syncs is None:
             self._syncs = [transfer.CheckpointSync(s3, checkpoint["S3Uri"],
                                                    self._checkpoint_dir(h)) for h in hosts]
         try:
@@ -312,18 +310,19 @@ class TrainingJobRun:
             fields["TrainingStartTime"] = now
         self._record(fields)
 
-    def _finish(self, status: str, secondary: str, message: str, model_uri: str | None = None,
-                upload: tuple[Any, list[Host], bool] | None = None) -> None:
-        if upload is not None:  # a failed job still leaves output.tar.gz (its failure file)
-            s3, hosts, _ = upload
-            try:
-                bucket_uri = self.job["OutputDataConfig"]["S3OutputPath"].rstrip("/")
-                bucket, key = transfer.split_s3_uri(f"{bucket_uri}/{self.name}/output/")
-                archive = transfer.pack(hosts[0].output, hosts[0].base / ".upload" / "out.tgz")
-                s3.upload_file(str(archive), bucket, key + "output.tar.gz")
-            except Exception:  # the job has failed already; keep its reason
-                log.warning("training job %s: could not upload output.tar.gz", self.name,
-                            exc_info=True)
+    def _upload_failure_output(self, s3: Any, host: Host) -> None:
+        """A failed job still leaves output.tar.gz (with its failure file), as on SageMaker."""
+        output = self.job["OutputDataConfig"]["S3OutputPath"].rstrip("/")
+        try:
+            bucket, key = transfer.split_s3_uri(f"{output}/{self.name}/output/output.tar.gz")
+            archive = transfer.pack(host.output, host.base / ".upload" / "output.tar.gz")
+            s3.upload_file(str(archive), bucket, key)
+        except Exception:  # the job has failed already; keep its reason
+            log.warning("training job %s: could not upload output.tar.gz", self.name,
+                        exc_info=True)
+
+    def _finish(self, status: str, secondary: str, message: str,
+                model_uri: str | None = None) -> None:
         now = time.time()
         self.status = status
         self.failure_reason = message if status == "Failed" else None
@@ -348,8 +347,6 @@ class TrainingJobRun:
         finally:
             self.done.set()
             log.info("training job %s: %s", self.name, status)
-            if self.on_done:
-                self.on_done(self)
 
     def _record(self, fields: dict[str, Any]) -> None:
         if self._abandoned:
