@@ -31,7 +31,7 @@ from moto.sagemaker.exceptions import ResourceInUseException, ResourceNotFound, 
 from moto.sagemaker.models import FakeTrainingJob, HyperParameterTuningJob, sagemaker_backends
 from moto.sagemaker.responses import SageMakerResponse
 
-from breedops.local.sagemaker_jobs import records
+from breedops.local.sagemaker_jobs import records, transfer
 from breedops.local.sagemaker_jobs.search import InvalidTuningConfig, TuningSearch
 from breedops.local.sagemaker_jobs.training import TERMINAL, Site, TrainingJobRun
 from breedops.local.sagemaker_jobs.tuning import TuningJobRun
@@ -165,13 +165,53 @@ def _check_training_request(self: SageMakerResponse, name: str) -> None:
 
 # -- training jobs ------------------------------------------------------------------------------
 
+def _role_fetch(account: str, region: str, role_arn: str) -> transfer.Fetch:
+    """Channel objects from the emulator's own S3 store, authorised as the role would be.
+
+    With IAM enforced, each read needs `s3:GetObject` on the object and, for an SSE-KMS object,
+    `kms:Decrypt` on its key, from the role's identity policies (AWS's AccessDenied otherwise).
+    """
+    from moto.s3.models import s3_backends
+
+    from breedops.local import iam_enforcement
+
+    store = s3_backends[account]["aws"]
+    policies: list[dict[str, Any]] | None = None
+    if iam_enforcement.enabled():
+        from moto.iam.models import iam_backends
+
+        from breedops.local.iam_simulation import principal_policies
+
+        policies = [document for _, _, document in
+                    principal_policies(iam_backends[account]["global"], role_arn)]
+
+    def authorize(action: str, resource: str) -> None:
+        if policies is not None and not iam_enforcement.is_allowed(policies, action, resource):
+            raise transfer.ChannelError(f"AccessDenied: {role_arn} is not authorized to "
+                                        f"perform: {action} on resource: {resource}")
+
+    def fetch(bucket: str, key: str) -> bytes:
+        authorize("s3:GetObject", f"arn:aws:s3:::{bucket}/{key}")
+        obj = store.get_object(bucket, key)
+        if obj is None:
+            raise transfer.ChannelError(f"NoSuchKey: s3://{bucket}/{key}")
+        if obj.encryption == "aws:kms" and obj.kms_key_id:
+            key_id = obj.kms_key_id
+            authorize("kms:Decrypt", key_id if key_id.startswith("arn:")
+                      else f"arn:aws:kms:{region}:{account}:key/{key_id}")
+        return obj.value
+
+    return fetch
+
+
 def _start_training(account: str, region: str, name: str,
                     threads: int | None = None) -> TrainingJobRun:
     backend = sagemaker_backends[account][region]
     job = backend.training_jobs[name]
     described = copy.deepcopy(job.response_object)
     described["Environment"] = getattr(job, "environment", None) or {}
-    run = TrainingJobRun(EXECUTOR.require_site(), described, account, region, threads=threads)
+    run = TrainingJobRun(EXECUTOR.require_site(), described, account, region, threads=threads,
+                         fetch=_role_fetch(account, region, job.role_arn))
     with EXECUTOR.lock:
         EXECUTOR.training[(account, region, name)] = run
     run.start()

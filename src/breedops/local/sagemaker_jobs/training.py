@@ -29,7 +29,9 @@ from breedops.local.sagemaker_jobs.container import Host
 log = logging.getLogger(__name__)
 
 STOP_GRACE_SECONDS = float(os.environ.get("BREEDOPS_JOB_STOP_GRACE_SECONDS", "120"))
-CHECKPOINT_SYNC_SECONDS = 5.0
+# SageMaker uploads checkpoints as they change; the emulator at most this often (and at the end):
+# a resnet's checkpoint with its optimizer state is 100+ MB, written every epoch.
+CHECKPOINT_SYNC_SECONDS = 30.0
 POLL_SECONDS = 0.25
 FAILURE_REASON_LIMIT = 1024
 LOG_TAIL_LINES = 12
@@ -53,11 +55,16 @@ def free_port() -> int:
 
 
 class TrainingJobRun:
-    """The executor of one training job; `start()` runs it in a thread of its own."""
+    """The executor of one training job; `start()` runs it in a thread of its own.
+
+    `fetch` reads a channel object as the job's role (`transfer.Fetch`); by default an S3
+    client signed with the role's credentials does.
+    """
 
     def __init__(self, site: Site, job: dict[str, Any], account: str, region: str,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, fetch: transfer.Fetch | None = None) -> None:
         self.site = site
+        self.fetch = fetch
         self.job = job
         self.name: str = job["TrainingJobName"]
         self.account = account
@@ -165,7 +172,7 @@ class TrainingJobRun:
             for channel in self.job.get("InputDataConfig") or []:
                 downloads += transfer.channel_downloads(
                     s3, channel, host.data / channel["ChannelName"], index, len(hosts))
-        count = transfer.download_all(s3, downloads)
+        count = transfer.download_all(self.fetch or transfer.client_fetch(s3), downloads)
         checkpoint = self.job.get("CheckpointConfig")
         restored = 0
         if checkpoint:

@@ -1,7 +1,10 @@
 """What SageMaker moves between S3 and a host: channels, checkpoints and the job's outputs.
 
-Every transfer uses the job's role credentials, so a role that may not read a channel or write
-the output path fails the job as it would on AWS.
+Every transfer is made as the job's role, so a role that may not read a channel or write the
+output path fails the job as it would on AWS. Listings, checkpoints and outputs go through an
+S3 client signed with the role's credentials; a channel's objects (often thousands of small
+images) are read by a `Fetch` function, which the emulator serves from its own store after
+the same authorisation (one request per object would cost more than the training).
 """
 
 from __future__ import annotations
@@ -9,13 +12,14 @@ from __future__ import annotations
 import logging
 import shutil
 import tarfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
 TRANSFER_WORKERS = 8
+Fetch = Callable[[str, str], bytes]  # (bucket, key) -> the object's bytes
 
 
 class ChannelError(Exception):
@@ -62,19 +66,25 @@ def channel_downloads(s3: Any, channel: dict[str, Any], target: Path, host_index
     return [(bucket, key, target / key[len(base):].lstrip("/")) for key in keys]
 
 
-def download_all(s3: Any, downloads: Iterable[tuple[str, str, Path]]) -> int:
-    """Download in parallel (channels are many small objects); the number of objects."""
+def client_fetch(s3: Any) -> Fetch:
+    """Objects through an S3 client: one GetObject each."""
+    def fetch(bucket: str, key: str) -> bytes:
+        return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+    return fetch
+
+
+def download_all(fetch: Fetch, downloads: Iterable[tuple[str, str, Path]]) -> int:
+    """Write each (bucket, key, path) to its path; the number of objects."""
     items = list(downloads)
 
-    def fetch(item: tuple[str, str, Path]) -> None:
+    def download(item: tuple[str, str, Path]) -> None:
         bucket, key, path = item
         path.parent.mkdir(parents=True, exist_ok=True)
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"]
-        with open(path, "wb") as f:
-            shutil.copyfileobj(body, f)
+        path.write_bytes(fetch(bucket, key))
 
     with ThreadPoolExecutor(max_workers=TRANSFER_WORKERS) as pool:
-        list(pool.map(fetch, items))
+        list(pool.map(download, items))
     return len(items)
 
 
@@ -83,7 +93,7 @@ def restore_checkpoints(s3: Any, uri: str, local: Path) -> int:
     bucket, prefix = split_s3_uri(uri if uri.endswith("/") else uri + "/")
     downloads = [(bucket, key, local / key[len(prefix):])
                  for key in list_keys(s3, f"s3://{bucket}/{prefix}") if not key.endswith("/")]
-    return download_all(s3, downloads)
+    return download_all(client_fetch(s3), downloads)
 
 
 class CheckpointSync:
