@@ -7,6 +7,8 @@ with requests validated and errors shaped like AWS's, so each part could be prop
   `RegisterScalableTarget` (without `ListTagsForResource` the provider retries forever on
   `aws_appautoscaling_target`);
 - Lambda `Put`/`Get`/`Delete`/`ListProvisionedConcurrencyConfig(s)`;
+- CloudWatch Logs `FilterLogEvents` honours `logStreamNamePrefix` (moto ignores it and answers
+  every stream of the group: one job's log would show another's lines);
 - SageMaker `UpdateEndpoint` (without it an endpoint whose configuration changes, as every new
   model does, leaves the provider waiting forever); `CreateModel` keeps
   `EnableNetworkIsolation`; describe calls omit empty `DataCaptureConfig`/`VpcConfig` as AWS
@@ -34,6 +36,9 @@ from moto.awslambda.responses import LambdaResponse
 from moto.core.exceptions import JsonRESTError
 from moto.core.responses import ActionResult
 from moto.core.utils import utcnow
+from moto.logs.exceptions import InvalidParameterException as LogsInvalidParameter
+from moto.logs.exceptions import ResourceNotFoundException as LogsResourceNotFound
+from moto.logs.responses import LogsResponse
 from moto.sagemaker.exceptions import ValidationError as SageMakerValidationError
 from moto.sagemaker.models import FakeEndpoint, SageMakerModelBackend
 from moto.sagemaker.responses import SageMakerResponse
@@ -376,6 +381,31 @@ def _wrap_create_model(original: Any) -> Any:
     return create_model
 
 
+# --- CloudWatch Logs FilterLogEvents by stream prefix --------------------------------------------
+
+
+def _filter_log_events(self: LogsResponse) -> str:
+    """FilterLogEvents with `logStreamNamePrefix`: only the streams whose names start with it."""
+    prefix = self._get_param("logStreamNamePrefix")
+    if prefix is None:
+        return _filter_log_events.__wrapped__(self)  # type: ignore[attr-defined]
+    if self._get_param("logStreamNames"):
+        raise LogsInvalidParameter("logStreamNames and logStreamNamePrefix are mutually "
+                                   "exclusive: specify one of them")
+    group = self.logs_backend.groups.get(self._get_param("logGroupName"))
+    if group is None:
+        raise LogsResourceNotFound()
+    names = [name for name in group.streams if name.startswith(prefix)]
+    if not names:  # an empty name list would mean every stream
+        return json.dumps({"events": [], "searchedLogStreams": []})
+    events, next_token, searched = self.logs_backend.filter_log_events(
+        group.name, names, self._get_param("startTime"), self._get_param("endTime"),
+        self._get_param("limit"), self._get_param("nextToken"),
+        self._get_param("filterPattern"), self._get_param("interleaved", False))
+    return json.dumps({"events": events, "nextToken": next_token,
+                       "searchedLogStreams": searched})
+
+
 # --- registration ------------------------------------------------------------------------------
 
 
@@ -401,6 +431,9 @@ def apply() -> None:
     LambdaResponse.list_provisioned_concurrency_configs = _list_provisioned_concurrency_configs  # type: ignore[attr-defined]
     LambdaBackend.delete_function = _wrap_delete_function(LambdaBackend.delete_function)  # type: ignore[method-assign]
     lambda_urls.url_paths[PROVISIONED_CONCURRENCY_PATH] = LambdaResponse.dispatch
+
+    _filter_log_events.__wrapped__ = LogsResponse.filter_log_events  # type: ignore[attr-defined]
+    LogsResponse.filter_log_events = _filter_log_events  # type: ignore[method-assign]
 
     SageMakerResponse.update_endpoint = _update_endpoint  # type: ignore[attr-defined]
     for action, fields in (("describe_endpoint", ("DataCaptureConfig",)),
