@@ -42,6 +42,7 @@ CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 VOLUME_SIZE_GB = 30
 POLL_SECONDS = 5
 VALIDATE_ROLE_VARIABLE = "SAGEMAKER_VALIDATE_ROLE"
+TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 ENTRY_SCRIPT = "train_entry.py"
 CODE_PREFIX = "code"
@@ -62,6 +63,12 @@ REQUIREMENTS = "tqdm\nmatplotlib\n"
 
 class SageMakerJobError(BreedopsError):
     """A SageMaker job failed or could not be submitted."""
+
+
+def training_log_command(job_name: str) -> str:
+    """The AWS CLI (v1 and v2) command that prints a training job's log."""
+    return (f"aws logs filter-log-events --log-group-name {TRAINING_LOG_GROUP} "
+            f"--log-stream-name-prefix {job_name}/")
 
 
 def distribution_type(channel: str, instance_count: int) -> str:
@@ -203,8 +210,7 @@ class SageMakerBackend:
             raise SageMakerJobError(
                 f"training job {job_name} ended {status}: "
                 f"{described.get('FailureReason', 'no reason given')}\n"
-                f"its log: aws logs filter-log-events --log-group-name "
-                f"/aws/sagemaker/TrainingJobs --log-stream-name-prefix {job_name}/")
+                f"its log: {training_log_command(job_name)}")
         metrics = {m["MetricName"]: m["Value"] for m in described.get("FinalMetricDataList", [])
                    if m["MetricName"] in {d["Name"] for d in METRIC_DEFINITIONS}}
         return TrainingResult(
@@ -215,7 +221,7 @@ class SageMakerBackend:
     def _metrics_from_logs(self, job_name: str) -> dict[str, float]:
         """Fallback when SageMaker recorded no final metrics: the same regexes on the logs."""
         try:
-            events = self.logs.filter_log_events(logGroupName="/aws/sagemaker/TrainingJobs",
+            events = self.logs.filter_log_events(logGroupName=TRAINING_LOG_GROUP,
                                                  logStreamNamePrefix=f"{job_name}/")
         except self.logs.exceptions.ResourceNotFoundException:
             return {}

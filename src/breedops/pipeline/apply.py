@@ -349,6 +349,7 @@ def apply(options: PipelineOptions, out=sys.stdout) -> dict[str, Any]:
 
 def make_summary(options: PipelineOptions, outputs: Outputs,
                  timeline: list[tuple[str, str, float]], seconds: float) -> dict[str, Any]:
+    from breedops.jobs.sagemaker_backend import training_log_command
     from breedops.terraform.runner import run
 
     tf = outputs["terraform_outputs"]
@@ -374,8 +375,7 @@ def make_summary(options: PipelineOptions, outputs: Outputs,
         "smoke_correct": outputs["smoke_correct"],
         "smoke_report": outputs["smoke_report"],
         "plots": sorted(_shown(Path(p)) for p in outputs.get("plots", [])),
-        "logs": (f"aws logs filter-log-events --log-group-name /aws/sagemaker/TrainingJobs "
-                 f"--log-stream-name-prefix {outputs['training_job_name']}/"),
+        "logs": training_log_command(outputs["training_job_name"]),
     }
 
 

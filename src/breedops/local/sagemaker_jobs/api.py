@@ -55,6 +55,21 @@ class _Executor:
         self.tuning: dict[tuple[str, str, str], TuningJobRun] = {}
         self.lock = threading.Lock()
 
+    def start(self, runs: dict[tuple[str, str, str], Any], key: tuple[str, str, str],
+              run: Any) -> None:
+        """Register a run (forgetting the finished ones) and start it."""
+        with self.lock:
+            for done in [k for k, r in runs.items() if r.done.is_set()]:
+                del runs[done]
+            runs[key] = run
+        run.start()
+
+    def stop(self, runs: dict[tuple[str, str, str], Any], backend: Any, name: str) -> None:
+        """Stop the run of a job, if this emulator process runs it."""
+        run = runs.get((backend.account_id, backend.region_name, name))
+        if run is not None:
+            run.stop()
+
     def require_site(self) -> Site:
         if self.site is None:
             raise RuntimeError("the job executor is not configured: call configure() first")
@@ -212,9 +227,7 @@ def _start_training(account: str, region: str, name: str,
     described["Environment"] = getattr(job, "environment", None) or {}
     run = TrainingJobRun(EXECUTOR.require_site(), described, account, region, threads=threads,
                          fetch=_role_fetch(account, region, job.role_arn))
-    with EXECUTOR.lock:
-        EXECUTOR.training[(account, region, name)] = run
-    run.start()
+    EXECUTOR.start(EXECUTOR.training, (account, region, name), run)
     return run
 
 
@@ -269,11 +282,7 @@ def _stop_training_job(self: SageMakerResponse) -> EmptyResult:
                                       f"{job.training_job_status} and cannot be stopped.")
     job.training_job_status = "Stopping"
     job.secondary_status = "Stopping"
-    backend = self.sagemaker_backend
-    run = EXECUTOR.training.get((backend.account_id, backend.region_name,
-                                 job.training_job_name))
-    if run is not None:
-        run.stop()
+    EXECUTOR.stop(EXECUTOR.training, self.sagemaker_backend, job.training_job_name)
     return EmptyResult()
 
 
@@ -336,9 +345,7 @@ def _start_tuning(account: str, region: str, name: str) -> TuningJobRun:
         return _start_training(account, region, request["TrainingJobName"], threads=threads)
 
     run = TuningJobRun(EXECUTOR.require_site(), described, account, region, start_trial)
-    with EXECUTOR.lock:
-        EXECUTOR.tuning[(account, region, name)] = run
-    run.start()
+    EXECUTOR.start(EXECUTOR.tuning, (account, region, name), run)
     return run
 
 
@@ -379,11 +386,7 @@ def _stop_hyper_parameter_tuning_job(self: SageMakerResponse) -> EmptyResult:
                                       f"{job.hyper_parameter_tuning_job_status} and cannot be "
                                       "stopped.")
     job.hyper_parameter_tuning_job_status = "Stopping"
-    backend = self.sagemaker_backend
-    run = EXECUTOR.tuning.get((backend.account_id, backend.region_name,
-                               job.hyper_parameter_tuning_job_name))
-    if run is not None:
-        run.stop()
+    EXECUTOR.stop(EXECUTOR.tuning, self.sagemaker_backend, job.hyper_parameter_tuning_job_name)
     return EmptyResult()
 
 

@@ -72,7 +72,6 @@ class TrainingJobRun:
         count = int(job["ResourceConfig"].get("InstanceCount", 1))
         self.threads = threads or max(1, site.cpu_count // count)
         self.status = "InProgress"
-        self.secondary = "Starting"
         self.final_metrics: list[dict[str, Any]] = []
         self.failure_reason: str | None = None
         self.done = threading.Event()
@@ -310,7 +309,6 @@ class TrainingJobRun:
         if self._transitions:
             self._transitions[-1]["EndTime"] = now
         self._transitions.append({"Status": secondary, "StartTime": now, "StatusMessage": message})
-        self.secondary = secondary
         fields: dict[str, Any] = {"SecondaryStatus": secondary, "LastModifiedTime": now,
                                   "SecondaryStatusTransitions": self._transitions}
         if secondary == "Training":

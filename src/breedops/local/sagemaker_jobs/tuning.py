@@ -172,14 +172,18 @@ class TuningJobRun:
                 best = trial
         return best
 
-    def _record_progress(self) -> None:
+    def _progress(self) -> dict[str, Any]:
+        """The trials, their counters and the best one so far, as the describe calls show them."""
         fields: dict[str, Any] = {**counters(self.trials.values()),
                                   "LastModifiedTime": time.time(),
                                   "Trials": list(self.trials.values())}
         best = self.best()
         if best is not None:
             fields["BestTrainingJob"] = best
-        self._record(fields)
+        return fields
+
+    def _record_progress(self) -> None:
+        self._record(self._progress())
 
     def _finish(self) -> None:
         best = self.best()
@@ -198,8 +202,7 @@ class TuningJobRun:
                                                         round(now - self._started)}}
         if reason:
             fields["FailureReason"] = reason
-        self._record_progress()
-        self._record(fields)
+        self._record({**self._progress(), **fields})
         self.done.set()
         log.info("tuning job %s: %s (best %s)", self.name, status,
                  best["TrainingJobName"] if best else None)
