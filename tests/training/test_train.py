@@ -34,6 +34,13 @@ def _train(args: list[str], env: dict[str, str] | None = None,
                           check=False, **kwargs)
 
 
+def _train_ok(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`_train` that must succeed; its output is the failure message otherwise."""
+    result = _train(args, env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
 def _train_until_sigterm(args: list[str], env: dict[str, str] | None = None,
                          after: str = "epoch=1;") -> tuple[int, str]:
     """Train, SIGTERM the script once it logs `after`; (exit status, the rest of its log)."""
@@ -66,9 +73,8 @@ def _tiny(data: Path, model: Path, *extra: str) -> list[str]:
 @pytest.mark.slow
 def test_train_digits_loss_falls_and_beats_chance(digits_dir: Path, tmp_path: Path) -> None:
     model_dir = tmp_path / "model"
-    result = _train(["--data-dir", str(digits_dir), "--model-dir", str(model_dir),
-                     "--output-data-dir", str(tmp_path / "output"), "--epochs", "2", *FAST])
-    assert result.returncode == 0, result.stdout + result.stderr
+    result = _train_ok(["--data-dir", str(digits_dir), "--model-dir", str(model_dir),
+                        "--output-data-dir", str(tmp_path / "output"), "--epochs", "2", *FAST])
     metrics = parse_metrics(result.stdout)
     assert len(metrics["train_loss"]) == 2
     assert metrics["train_loss"][1] < metrics["train_loss"][0]
@@ -103,8 +109,7 @@ def test_train_sigterm_then_resume_continues_from_its_own_checkpoint(
     assert not (tmp_path / "model" / "model.pth").exists()
     assert not (tmp_path / "ckpt" / CHECKPOINT_FILE).exists()
 
-    resumed = _train(args, env)
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    resumed = _train_ok(args, env)
     assert f"resuming from checkpoint {path} at epoch {done + 1}" in resumed.stdout
     assert _epochs(resumed.stdout) == list(range(done + 1, 4))
     saved = _checkpoint(path)
@@ -120,10 +125,8 @@ def test_jobs_sharing_a_checkpoint_dir_never_resume_each_other(
 ) -> None:
     # Two trials of a tuning job whose CheckpointConfig shares one prefix.
     shared = ["--checkpoint-dir", str(tmp_path / "ckpt"), "--epochs", "1"]
-    first = _train(_tiny(tiny_digits_dir, tmp_path / "a", *shared, "--job-name", "trial-a"))
-    assert first.returncode == 0, first.stdout + first.stderr
-    second = _train(_tiny(tiny_digits_dir, tmp_path / "b", *shared, "--job-name", "trial-b"))
-    assert second.returncode == 0, second.stdout + second.stderr
+    _train_ok(_tiny(tiny_digits_dir, tmp_path / "a", *shared, "--job-name", "trial-a"))
+    second = _train_ok(_tiny(tiny_digits_dir, tmp_path / "b", *shared, "--job-name", "trial-b"))
     assert "resuming" not in (second.stdout + second.stderr).lower()
     assert _epochs(second.stdout) == [1]  # trained, not taken over from trial-a
     for job in ("trial-a", "trial-b"):
@@ -137,8 +140,7 @@ def test_checkpoint_with_other_hyperparameters_is_refused_unless_restart(
     tiny_digits_dir: Path, tmp_path: Path
 ) -> None:
     job = ["--checkpoint-dir", str(tmp_path / "ckpt"), "--job-name", "trial-7"]
-    first = _train(_tiny(tiny_digits_dir, tmp_path / "model", *job, "--epochs", "1"))
-    assert first.returncode == 0, first.stdout + first.stderr
+    _train_ok(_tiny(tiny_digits_dir, tmp_path / "model", *job, "--epochs", "1"))
     path = tmp_path / "ckpt" / "trial-7" / CHECKPOINT_FILE
     before = path.read_bytes()
 
@@ -154,8 +156,7 @@ def test_checkpoint_with_other_hyperparameters_is_refused_unless_restart(
     assert "resuming" not in refused.stdout.lower() and _epochs(refused.stdout) == []
     assert path.read_bytes() == before
 
-    restarted = _train([*other, "--on-checkpoint-mismatch", "restart"])
-    assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+    restarted = _train_ok([*other, "--on-checkpoint-mismatch", "restart"])
     assert "WARNING" in restarted.stdout and "starting fresh" in restarted.stdout
     assert "resuming" not in restarted.stdout.lower()
     assert _epochs(restarted.stdout) == [1, 2]
@@ -187,9 +188,8 @@ def test_sagemaker_default_checkpoint_dir_is_under_sagemaker_base_dir(
 ) -> None:
     env = {"SM_MODEL_DIR": str(tmp_path / "model"), "SAGEMAKER_BASE_DIR": str(tmp_path),
            "TRAINING_JOB_NAME": "train-42"}
-    result = _train(["--data-dir", str(tiny_digits_dir), "--batch-size", "16", "--epochs", "1",
-                     *FAST], env)
-    assert result.returncode == 0, result.stdout + result.stderr
+    _train_ok(["--data-dir", str(tiny_digits_dir), "--batch-size", "16", "--epochs", "1", *FAST],
+              env)
     assert _checkpoint(tmp_path / "checkpoints" / "train-42" / CHECKPOINT_FILE)["epoch"] == 1
     assert list((tmp_path / "checkpoints").iterdir()) == [tmp_path / "checkpoints" / "train-42"]
     assert (tmp_path / "model" / "model.pth").is_file()
