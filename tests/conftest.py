@@ -32,27 +32,56 @@ def _fake_aws_environment(tmp_dir: str) -> dict[str, str]:
 
 
 def _apply_environment(monkeypatch: pytest.MonkeyPatch, values: dict[str, str]) -> None:
+    import boto3
+
     for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
         monkeypatch.delenv(name, raising=False)
     for name, value in values.items():
         monkeypatch.setenv(name, value)
+    # boto3's default session keeps the credentials it resolved first: start a fresh one.
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
 
 
 @pytest.fixture(scope="session")
 def aws_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    """A private emulator for the whole session; yields its state (with `.url`, `.port`)."""
+    """A private emulator for the whole session; yields its state (with `.url`, `.port`).
+
+    IAM is enforced, as in every emulator: the tests run as its bootstrap admin (the account's
+    owner), and hold its service token, so they can act as SageMaker, Lambda or EC2.
+    """
     from breedops.local import emulator
+    from breedops.local.credentials import SERVICE_TOKEN_VARIABLE
 
     state = tmp_path_factory.mktemp("emulator-state")
     service = emulator.emulator_service(port=emulator.free_port())
     running = emulator.start_service(service, state)
+    secrets = emulator.emulator_credentials(service)
     with pytest.MonkeyPatch.context() as monkeypatch:
-        _apply_environment(monkeypatch, _fake_aws_environment(str(state)))
+        _apply_environment(monkeypatch, {**_fake_aws_environment(str(state)),
+                                         **secrets.admin_environment(),
+                                         SERVICE_TOKEN_VARIABLE: secrets.service_token})
+        for name in ("AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+            monkeypatch.delenv(name, raising=False)
         monkeypatch.setenv("AWS_ENDPOINT_URL", running.url)
         try:
             yield running
         finally:
             emulator.stop_service(service, state)
+
+
+@pytest.fixture
+def use_emulator(monkeypatch: pytest.MonkeyPatch):
+    """Point this test's AWS clients at another emulator `Service`, as its bootstrap admin."""
+    from breedops.local import emulator
+    from breedops.local.credentials import SERVICE_TOKEN_VARIABLE
+
+    def point(service) -> None:
+        secrets = emulator.emulator_credentials(service)
+        _apply_environment(monkeypatch, {**secrets.admin_environment(),
+                                         SERVICE_TOKEN_VARIABLE: secrets.service_token,
+                                         "AWS_ENDPOINT_URL": service.url})
+
+    return point
 
 
 @pytest.fixture

@@ -39,9 +39,10 @@ def artifacts_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture(scope="session")
-def execution_role(aws_emulator) -> str:
-    """An execution role that SageMaker may assume."""
+def execution_role(digits_bucket: str) -> str:
+    """An execution role that SageMaker may assume, allowed the job contract on the bucket."""
     import boto3
-    from tests_jobs_helpers import create_role
+    from iam_roles import create_execution_role
 
-    return create_role(boto3.client("iam"), f"jobs-{uuid.uuid4().hex[:8]}")
+    return create_execution_role(boto3.client("iam"), f"jobs-{uuid.uuid4().hex[:8]}",
+                                 digits_bucket)

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import boto3
 import pytest
-from tests_jobs_helpers import create_role
+from iam_roles import create_execution_role
 
 from breedops.jobs.metrics import METRIC_DEFINITIONS
 from breedops.jobs.spec import TrainingRequest, TuningRequest
@@ -50,7 +50,7 @@ def backend(sdk_emulator: str):
 
 @pytest.fixture(scope="module")
 def role_arn(sdk_emulator: str) -> str:
-    return create_role(boto3.client("iam"), "sdk-execution")
+    return create_execution_role(boto3.client("iam"), "sdk-execution", "sdk-data")
 
 
 def _request(role_arn: str, **overrides) -> TrainingRequest:

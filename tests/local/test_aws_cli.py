@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from iam_roles import SAGEMAKER_TRUST, job_policy
 
 pytestmark = pytest.mark.emulator
 
@@ -139,11 +140,11 @@ def test_cli_create_training_job_runs_it_and_a_broken_one_fails(aws_emulator, un
     with tarfile.open(tmp_path / "sourcedir.tar.gz", "w:gz") as tar:
         tar.add(source, arcname="train.py")
     (tmp_path / "row.csv").write_text("1,2\n")
-    trust = {"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"},
-        "Action": "sts:AssumeRole"}]}
     role = json.loads(aws("iam", "create-role", "--role-name", unique_name,
-                          "--assume-role-policy-document", json.dumps(trust)).stdout)["Role"]["Arn"]
+                          "--assume-role-policy-document", json.dumps(SAGEMAKER_TRUST)
+                          ).stdout)["Role"]["Arn"]
+    aws("iam", "put-role-policy", "--role-name", unique_name, "--policy-name", "job-contract",
+        "--policy-document", json.dumps(job_policy(unique_name)))
     aws("s3", "mb", f"s3://{unique_name}")
     aws("s3", "cp", str(tmp_path / "sourcedir.tar.gz"), f"s3://{unique_name}/code/")
     aws("s3", "cp", str(tmp_path / "row.csv"), f"s3://{unique_name}/data/")

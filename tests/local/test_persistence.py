@@ -66,11 +66,11 @@ def create_resources(create_function) -> None:
 
 @pytest.mark.slow
 def test_state_survives_restart_with_same_ids(
-    tmp_path: Path, monkeypatch, aws_emulator, make_function
+    tmp_path: Path, aws_emulator, make_function, use_emulator
 ):
     state = tmp_path / "state"
     service = emulator.emulator_service(port=free_port(), state=state)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", service.url)
+    use_emulator(service)
     try:
         start_service(service, state)
         create_resources(make_function)
@@ -89,12 +89,12 @@ def test_state_survives_restart_with_same_ids(
     assert extra_key not in before["key_ids"]  # new resources do not collide with replayed ones
 
 
-def test_moto_reset_clears_the_journal(tmp_path: Path, monkeypatch, aws_emulator):
+def test_moto_reset_clears_the_journal(tmp_path: Path, aws_emulator, use_emulator):
     import urllib.request
 
     state = tmp_path / "state"
     service = emulator.emulator_service(port=free_port(), state=state)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", service.url)
+    use_emulator(service)
     try:
         start_service(service, state)
         boto3.client("s3").create_bucket(Bucket="gone")

@@ -26,6 +26,7 @@ import boto3
 import psutil
 import pytest
 from botocore.exceptions import ClientError
+from iam_roles import create_execution_role
 
 from breedops.local import emulator
 
@@ -39,11 +40,6 @@ LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 TERMINAL = ("Completed", "Failed", "Stopped")
 JOB_TIMEOUT = 60.0
 STOP_GRACE_SECONDS = 2  # for the emulators the tests start themselves
-SAGEMAKER_TRUST = {
-    "Version": "2012-10-17",
-    "Statement": [{"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"},
-                   "Action": "sts:AssumeRole"}],
-}
 LAMBDA_TRUST = {
     "Version": "2012-10-17",
     "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
@@ -277,9 +273,7 @@ class Account:
         bucket = unique("sm-jobs")
         s3.create_bucket(Bucket=bucket)
         role_name = unique("sm-exec")
-        role_arn = iam.create_role(RoleName=role_name,
-                                   AssumeRolePolicyDocument=json.dumps(SAGEMAKER_TRUST))[
-            "Role"]["Arn"]
+        role_arn = create_execution_role(iam, role_name, bucket)
         for index in range(4):
             s3.put_object(Bucket=bucket, Key=f"data/train/sample-{index}.txt", Body=b"x")
         return cls(bucket, role_name, role_arn, s3, sm, logs, iam)
@@ -826,11 +820,11 @@ class OwnEmulator:
 
 
 @pytest.fixture
-def own_emulator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                 aws_emulator: object) -> Iterator[OwnEmulator]:
+def own_emulator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, aws_emulator: object,
+                 use_emulator) -> Iterator[OwnEmulator]:
     state = tmp_path / "state"
     own = OwnEmulator(emulator.emulator_service(port=emulator.free_port(), state=state), state)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", own.service.url)
+    use_emulator(own.service)
     monkeypatch.setenv("BREEDOPS_JOB_STOP_GRACE_SECONDS", str(STOP_GRACE_SECONDS))
     own.start()
     try:

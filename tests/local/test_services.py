@@ -9,10 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from breedops.errors import EmulatorError
 from breedops.local import emulator
+from breedops.local.env_file import read_env_file
 from breedops.local.services import (
     Service,
     free_port,
@@ -69,7 +72,7 @@ def test_stop_service_stops_and_then_reports_stopped(service, state, running):
 def test_start_service_with_stale_pidfile_of_dead_process_recovers(service, state):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    state.mkdir(parents=True)
+    state.mkdir(parents=True, exist_ok=True)
     pidfile_path(service, state).write_text(
         json.dumps({"pid": dead.pid, "port": service.port, "create_time": 0.0})
     )
@@ -84,7 +87,7 @@ def test_start_service_with_stale_pidfile_of_dead_process_recovers(service, stat
 
 def test_start_service_with_pid_reused_by_another_program_recovers(service, state):
     # Our own pid stands for a pid the system gave to another program since.
-    state.mkdir(parents=True)
+    state.mkdir(parents=True, exist_ok=True)
     pidfile_path(service, state).write_text(
         json.dumps({"pid": os.getpid(), "port": service.port, "create_time": 1.0})
     )
@@ -128,13 +131,27 @@ def test_start_service_that_exits_raises_with_its_log(state):
 def test_up_writes_env_file_and_down_stops(state, monkeypatch):
     monkeypatch.setenv("BREEDOPS_EMULATOR_PORT", str(free_port()))
     monkeypatch.setenv("BREEDOPS_HOSTING_PORT", "5999")
-    monkeypatch.setattr(emulator, "hosting_service", lambda port=None, emulator_url=None: None)
+    monkeypatch.setattr(emulator, "hosting_service", lambda **kwargs: None)
     try:
         started = emulator.up(state)
         env = (state / "env").read_text()
+        variables = read_env_file(state / "env")
+        caller = boto3.client(
+            "sts", endpoint_url=variables["AWS_ENDPOINT_URL"], region_name="us-east-1",
+            aws_access_key_id=variables["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=variables["AWS_SECRET_ACCESS_KEY"]).get_caller_identity()
+        stranger = boto3.client("iam", endpoint_url=variables["AWS_ENDPOINT_URL"],
+                                region_name="us-east-1", aws_access_key_id="testing",
+                                aws_secret_access_key="testing")
+        with pytest.raises(ClientError, match="InvalidClientTokenId"):
+            stranger.list_users()
     finally:
         stopped = emulator.down(state)
 
+    # The env file holds the bootstrap admin's key, which the enforcing emulator accepts;
+    # the service token stays out of it.
+    assert caller["Arn"] == "arn:aws:iam::123456789012:user/breedops-admin"
+    assert "SERVICE_TOKEN" not in env
     assert [s.name for s in started] == ["emulator"]
     assert f"export AWS_ENDPOINT_URL={started[0].url}\n" in env
     assert "export AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME=http://127.0.0.1:5999\n" in env

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from breedops.errors import ConfigurationError
+from breedops.local import credentials
 from breedops.local.env_file import ENV_FILE_NAME
 from breedops.local.journal import HEALTH_PATH
 from breedops.local.services import (
@@ -30,6 +31,7 @@ from breedops.settings import DEFAULT_REGION, state_dir
 __all__ = [
     "ENV_FILE_NAME",
     "down",
+    "emulator_credentials",
     "emulator_service",
     "environment",
     "free_port",
@@ -48,7 +50,6 @@ HOSTING_PORT_VARIABLE = "BREEDOPS_HOSTING_PORT"
 DEFAULT_EMULATOR_PORT = 5566
 DEFAULT_HOSTING_PORT = 5567
 HOSTING_MODULE = "breedops.serving.hosting"
-FAKE_ACCESS_KEY = "testing"
 
 
 def _port_from_environment(variable: str, default: int) -> int:
@@ -63,19 +64,32 @@ def _port_from_environment(variable: str, default: int) -> int:
 
 
 def emulator_service(port: int | None = None, state: Path | None = None) -> Service:
-    """The moto server with our extensions; its journal lives under `state` when given."""
+    """The moto server with our extensions; its journal and its credentials (the bootstrap
+    admin's key, the service token) live under `state` when given, else in memory only."""
     port = port or _port_from_environment(EMULATOR_PORT_VARIABLE, DEFAULT_EMULATOR_PORT)
     argv = [sys.executable, "-m", "breedops.local.server", "--port", str(port)]
     if state is not None:
         argv += ["--state-dir", str(state / "emulator")]
-    return Service(name="emulator", argv=argv, port=port, health_path=HEALTH_PATH)
+    secrets = credentials.load_or_create(state / "emulator" if state is not None else None)
+    return Service(name="emulator", argv=argv, port=port, health_path=HEALTH_PATH,
+                   env=secrets.server_environment())
 
 
-def hosting_service(port: int | None = None, emulator_url: str | None = None) -> Service | None:
+def emulator_credentials(service: Service) -> credentials.EmulatorCredentials:
+    """The bootstrap admin's key and the service token a started emulator holds."""
+    found = credentials.from_environment(service.env)
+    if found is None:
+        raise ConfigurationError(f"{service.name} was not given emulator credentials")
+    return found
+
+
+def hosting_service(port: int | None = None, emulator_url: str | None = None,
+                    secrets: credentials.EmulatorCredentials | None = None) -> Service | None:
     """Local SageMaker hosting, or None while its module does not exist.
 
     With `emulator_url`, hosting is given that emulator's variables explicitly, so it never
-    resolves endpoints against whatever emulator the caller's environment points at.
+    resolves endpoints against whatever emulator the caller's environment points at; with
+    `secrets`, it acts as SageMaker with the admin's key and the service token.
     """
     if importlib.util.find_spec(HOSTING_MODULE.rsplit(".", 1)[0]) is None or (
         importlib.util.find_spec(HOSTING_MODULE) is None
@@ -83,7 +97,10 @@ def hosting_service(port: int | None = None, emulator_url: str | None = None) ->
         return None
     port = port or _port_from_environment(HOSTING_PORT_VARIABLE, DEFAULT_HOSTING_PORT)
     argv = [sys.executable, "-m", HOSTING_MODULE, "--host", "127.0.0.1", "--port", str(port)]
-    env = environment(emulator_url, f"http://127.0.0.1:{port}") if emulator_url else {}
+    env = {}
+    if emulator_url and secrets:
+        env = {**environment(emulator_url, f"http://127.0.0.1:{port}", secrets),
+               credentials.SERVICE_TOKEN_VARIABLE: secrets.service_token}
     return Service(name="hosting", argv=argv, port=port, health_path="/ping", env=env)
 
 
@@ -91,7 +108,7 @@ def services(state: Path) -> list[Service]:
     """The services `up` starts, in start order."""
     emulator = emulator_service(state=state)
     found = [emulator]
-    hosting = hosting_service(emulator_url=emulator.url)
+    hosting = hosting_service(emulator_url=emulator.url, secrets=emulator_credentials(emulator))
     if hosting is None:
         log.info("local hosting not started: %s is not installed yet", HOSTING_MODULE)
     else:
@@ -99,13 +116,14 @@ def services(state: Path) -> list[Service]:
     return found
 
 
-def environment(emulator_url: str, hosting_url: str) -> dict[str, str]:
-    """The variables that point boto3, the AWS CLI, the SDKs and Terraform at the emulator."""
+def environment(emulator_url: str, hosting_url: str,
+                secrets: credentials.EmulatorCredentials) -> dict[str, str]:
+    """The variables that point boto3, the AWS CLI, the SDKs and Terraform at the emulator, as
+    its bootstrap admin (the account's owner: Terraform deploys as it)."""
     return {
         "AWS_ENDPOINT_URL": emulator_url,
         "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": hosting_url,
-        "AWS_ACCESS_KEY_ID": FAKE_ACCESS_KEY,
-        "AWS_SECRET_ACCESS_KEY": FAKE_ACCESS_KEY,
+        **secrets.admin_environment(),
         "AWS_DEFAULT_REGION": DEFAULT_REGION,
         "AWS_REGION": DEFAULT_REGION,
     }
@@ -128,7 +146,8 @@ def up(state: Path | None = None) -> list[ServiceState]:
     hosting_url = next(
         (s.url for s in started if s.name == "hosting"), f"http://127.0.0.1:{hosting_port}"
     )
-    env_file = write_env_file(state, environment(emulator.url, hosting_url))
+    secrets = emulator_credentials(emulator_service(state=state))
+    env_file = write_env_file(state, environment(emulator.url, hosting_url, secrets))
     log.info("wrote %s", env_file)
     return started
 

@@ -57,7 +57,8 @@ def enabled() -> bool:
     return os.environ.get(ENFORCEMENT_VARIABLE, "").strip().isdigit()
 
 
-def _arn(response: Any, service: str, resource: str) -> str:
+def arn_of(response: Any, service: str, resource: str) -> str:
+    """The ARN of `resource` of `service` in the request's account and region."""
     from moto.utilities.utils import get_partition
 
     partition = get_partition(response.region)
@@ -79,7 +80,7 @@ def sagemaker_resource(response: Any) -> str:
         return params["ResourceArn"]
     for parameter, kind in SAGEMAKER_NAME_PARAMETERS:
         if parameter in params:
-            return _arn(response, "sagemaker", f"{kind}/{params[parameter].lower()}")
+            return arn_of(response, "sagemaker", f"{kind}/{params[parameter].lower()}")
     return "*"
 
 
@@ -91,7 +92,7 @@ def lambda_resource(response: Any) -> str:
         return "*"
     if name.startswith("arn:"):
         return name
-    return _arn(response, "lambda", f"function:{name}")
+    return arn_of(response, "lambda", f"function:{name}")
 
 
 def logs_resource(response: Any) -> str:
@@ -104,7 +105,7 @@ def logs_resource(response: Any) -> str:
         return group
     stream = params.get("logStreamName")
     suffix = f":log-stream:{stream}" if stream else ""
-    return _arn(response, "logs", f"log-group:{group}{suffix}")
+    return arn_of(response, "logs", f"log-group:{group}{suffix}")
 
 
 def kms_resource(response: Any) -> str:
@@ -118,7 +119,7 @@ def kms_resource(response: Any) -> str:
         key_id = kms_backends[response.current_account][response.region].any_id_to_key_id(key)
     except Exception:  # noqa: BLE001 - an unknown key is the backend's error to report
         return "*"
-    return _arn(response, "kms", f"key/{key_id}")
+    return arn_of(response, "kms", f"key/{key_id}")
 
 
 def cloudwatch_resource(response: Any) -> str:
@@ -135,6 +136,8 @@ def conditions_hold(conditions: dict[str, dict[str, Any]], context: dict[str, st
         "StringNotEquals": lambda actual, expected: actual not in expected,
         "StringLike": lambda actual, expected: any(fnmatchcase(actual, e) for e in expected),
         "Bool": lambda actual, expected: actual.lower() in [e.lower() for e in expected],
+        "ArnEquals": lambda actual, expected: actual in expected,
+        "ArnLike": lambda actual, expected: any(fnmatchcase(actual, e) for e in expected),
     }
     for operator, keys in conditions.items():
         check = operators.get(operator)

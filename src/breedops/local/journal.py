@@ -17,7 +17,8 @@ import logging
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -39,6 +40,9 @@ READ_ONLY_ACTION_PREFIXES = (
     "Lookup", "Decrypt", "Encrypt", "Verify", "Validate", "Estimate", "Preview",
 )
 UNREPLAYED_HEADERS = {"content-length", "transfer-encoding"}
+# Set in the WSGI environ of in-process requests (internal records, replay): over HTTP the
+# emulator's internal routes do not exist, or anyone could mint a role's credentials.
+INTERNAL_MARK = "breedops.internal"
 
 WsgiApp = Callable[[dict, Callable], Iterable[bytes]]
 
@@ -174,6 +178,8 @@ class JournalingApp:
         self.journal = journal
         self._lock = threading.Lock()
         self.replayed = 0
+        # Called after a reset: what the process itself sets up (the bootstrap admin) again.
+        self.on_reset: Callable[[], None] = lambda: None
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         if environ.get("PATH_INFO") == HEALTH_PATH:
@@ -205,8 +211,10 @@ class JournalingApp:
             return start_response(status_line, response_headers, exc_info)
 
         chunks = list(self.app(environ, capture))
-        if self.journal is not None and path == MOTO_RESET_PATH and status[0] < 400:
-            self.journal.clear()
+        if path == MOTO_RESET_PATH and status and status[0] < 400:
+            if self.journal is not None:
+                self.journal.clear()
+            self.on_reset()
         elif journaled and status and status[0] < 400:
             raw_uri = path + (f"?{query}" if query else "")
             self.journal.append(method, raw_uri, headers, body)
@@ -218,6 +226,18 @@ class JournalingApp:
             return 0
         started = time.monotonic()
         count = failures = 0
+        with _trusted():
+            count, failures = self._replay_entries()
+        self.replayed = count
+        log.info(
+            "replayed %d journaled requests (%d failed) in %.2f s",
+            count, failures, time.monotonic() - started,
+        )
+        return count
+
+    def _replay_entries(self) -> tuple[int, int]:
+        assert self.journal is not None
+        count = failures = 0
         for entry, body in self.journal.entries():
             mock_random.seed(self.journal.seed_for(entry["seq"]))
             path, _, query = entry["uri"].partition("?")
@@ -225,8 +245,10 @@ class JournalingApp:
                 path=path, query_string=query, method=entry["method"],
                 headers=entry["headers"], data=body,
             )
+            environ = builder.get_environ()
+            environ[INTERNAL_MARK] = True  # a journaled internal record replays as one
             try:
-                status = _status_of(self.app, builder.get_environ())
+                status = _status_of(self.app, environ)
             except Exception as e:  # noqa: BLE001 -- one bad entry must not stop the start
                 status = f"error {type(e).__name__}: {e}"
             finally:
@@ -235,12 +257,23 @@ class JournalingApp:
             if not status.startswith(("2", "3")):
                 failures += 1
                 log.warning("replay of %s %s answered %s", entry["method"], path, status)
-        self.replayed = count
-        log.info(
-            "replayed %d journaled requests (%d failed) in %.2f s",
-            count, failures, time.monotonic() - started,
-        )
-        return count
+        return count, failures
+
+
+@contextmanager
+def _trusted() -> Iterator[None]:
+    """Replay without IAM checks: every entry was authorised when it was first made, and a
+    role's session may have expired since."""
+    from moto import settings
+    from moto.core.authorization import ActionAuthenticatorMixin
+
+    limit, count = settings.INITIAL_NO_AUTH_ACTION_COUNT, ActionAuthenticatorMixin.request_count
+    settings.INITIAL_NO_AUTH_ACTION_COUNT = float("inf")
+    try:
+        yield
+    finally:
+        settings.INITIAL_NO_AUTH_ACTION_COUNT = limit
+        ActionAuthenticatorMixin.request_count = count
 
 
 def _status_of(app: WsgiApp, environ: dict) -> str:

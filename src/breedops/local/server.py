@@ -6,14 +6,22 @@ Run as `python -m breedops.local.server --port N --state-dir DIR`; `breedops loc
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import signal
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from breedops.local import iam_enforcement
+from breedops.local.credentials import ADMIN_USER, EmulatorCredentials, from_environment
+from breedops.settings import DEFAULT_REGION
+
 log = logging.getLogger("breedops.local.server")
+ADMIN_POLICY = {"Version": "2012-10-17", "Statement": [
+    {"Sid": "AdministratorAccess", "Effect": "Allow", "Action": "*", "Resource": "*"}]}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -34,9 +42,27 @@ def _exit_on_signal(signum: int, frame: Any) -> None:
     sys.exit(0)
 
 
+def bootstrap_admin(credentials: EmulatorCredentials) -> None:
+    """The account's first principal, as the launcher generated its key (idempotent)."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.iam.models import iam_backends
+
+    backend = iam_backends[DEFAULT_ACCOUNT_ID]["global"]
+    if ADMIN_USER not in backend.users:
+        backend.create_user(DEFAULT_REGION, ADMIN_USER)
+    backend.put_user_policy(ADMIN_USER, "AdministratorAccess", json.dumps(ADMIN_POLICY))
+    user = backend.get_user(ADMIN_USER)
+    if not any(k.access_key_id == credentials.access_key_id for k in user.access_keys):
+        key = user.create_access_key(prefix="AKIA")
+        key.access_key_id = credentials.access_key_id
+        key.secret_access_key = credentials.secret_access_key
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # IAM is enforced from the first request, as on AWS; the bootstrap admin holds the first key.
+    os.environ.setdefault(iam_enforcement.ENFORCEMENT_VARIABLE, "0")
     # moto reads its settings at import time, so the imports come after argument parsing.
     from moto.moto_server.werkzeug_app import (
         DomainDispatcherApplication,
@@ -45,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     from werkzeug.serving import run_simple
 
-    from breedops.local import iam_enforcement, iam_simulation, moto_extensions
+    from breedops.local import iam_simulation, moto_extensions, service_roles
     from breedops.local.journal import (
         Journal,
         JournalingApp,
@@ -66,17 +92,25 @@ def main(argv: list[str] | None = None) -> int:
     app = JournalingApp(sagemaker_jobs.routes(DomainDispatcherApplication(create_backend_app)),
                         journal)
     records.set_app(app)
+    credentials = from_environment()
     jobs_dir = (args.state_dir / "jobs") if args.state_dir else Path(
         tempfile.mkdtemp(prefix="breedops-jobs-"))
     sagemaker_jobs.configure(f"http://{args.host}:{args.port}", jobs_dir)
     sagemaker_jobs.suspend()  # a replayed job is a record, not a run
     app.replay()  # before binding: the port answers only once the state is back
     sagemaker_jobs.resume()
+    if credentials is not None:
+        bootstrap_admin(credentials)
+        app.on_reset = lambda: bootstrap_admin(credentials)
+    elif iam_enforcement.enabled():
+        log.warning("no bootstrap admin: only keys made in unauthenticated requests will work")
     signal.signal(signal.SIGTERM, _exit_on_signal)
     signal.signal(signal.SIGINT, _exit_on_signal)
     log.info("emulator listening on http://%s:%d", args.host, args.port)
     run_simple(
-        args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler,
+        args.host, args.port,
+        service_roles.ServiceApp(app, credentials.service_token if credentials else None),
+        threaded=True, request_handler=MotoRequestHandler,
     )
     return 0
 

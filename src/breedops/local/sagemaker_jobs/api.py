@@ -31,6 +31,8 @@ from moto.sagemaker.exceptions import ResourceInUseException, ResourceNotFound, 
 from moto.sagemaker.models import FakeTrainingJob, HyperParameterTuningJob, sagemaker_backends
 from moto.sagemaker.responses import SageMakerResponse
 
+from breedops.local import service_roles
+from breedops.local.service_roles import SAGEMAKER_PRINCIPAL
 from breedops.local.sagemaker_jobs import records, transfer
 from breedops.local.sagemaker_jobs.search import InvalidTuningConfig, TuningSearch
 from breedops.local.sagemaker_jobs.training import TERMINAL, Site, TrainingJobRun
@@ -39,7 +41,6 @@ from breedops.local.sagemaker_jobs.tuning import counters as tuning_counters
 
 log = logging.getLogger(__name__)
 
-SAGEMAKER_PRINCIPAL = "sagemaker.amazonaws.com"
 RESTART_REASON = ("InternalServerError: the emulator stopped while this job was in progress; "
                   "its processes are gone. Start a new job.")
 ROLE_SESSION_SECONDS = 12 * 3600
@@ -131,26 +132,24 @@ def shutdown() -> None:
 
 # -- validation ---------------------------------------------------------------------------------
 
-def _check_role(account: str, role_arn: str) -> None:
-    """AWS refuses a job whose role does not exist or does not trust SageMaker."""
+def _check_role(response: SageMakerResponse, role_arn: str, kind: str, name: str) -> None:
+    """AWS refuses a job whose role does not exist or does not trust SageMaker for this job."""
     from moto.iam.exceptions import NotFoundException
     from moto.iam.models import iam_backends
 
+    from breedops.local.iam_enforcement import arn_of
+
     message = (f"Could not assume role {role_arn}. Please ensure that the role exists and allows "
                f"principal '{SAGEMAKER_PRINCIPAL}' to assume the role.")
+    account = response.current_account
     try:
         role = iam_backends[account]["global"].get_role_by_arn(role_arn)
     except NotFoundException:
         raise ValidationError(message=message) from None
-    trust = role.assume_role_policy_document
-    trust = json.loads(trust) if isinstance(trust, str) else trust
-    for statement in _as_list(trust.get("Statement")):
-        principals = _as_list((statement.get("Principal") or {}).get("Service"))
-        actions = _as_list(statement.get("Action"))
-        if (statement.get("Effect") == "Allow" and SAGEMAKER_PRINCIPAL in principals
-                and any(a in ("sts:AssumeRole", "sts:*", "*") for a in actions)):
-            return
-    raise ValidationError(message=message)
+    source = arn_of(response, "sagemaker", f"{kind}/{name.lower()}")
+    if not service_roles.trusts(role.assume_role_policy_document, SAGEMAKER_PRINCIPAL,
+                                {"aws:SourceAccount": account, "aws:SourceArn": source}):
+        raise ValidationError(message=message)
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -175,7 +174,8 @@ def _check_training_request(self: SageMakerResponse, name: str) -> None:
         if not str(source.get("S3Uri", "")).startswith("s3://"):
             raise ValidationError(message=f"Channel {channel.get('ChannelName')}: S3Uri must be "
                                           "an s3:// URI")
-    _check_role(backend.account_id, self._get_param("RoleArn"))
+    _check_role(self, self._get_param("RoleArn"), "training-job",
+                self._get_param("TrainingJobName") or "")
 
 
 # -- training jobs ------------------------------------------------------------------------------
@@ -302,7 +302,8 @@ def _create_hyper_parameter_tuning_job(original: Any) -> Any:
             TuningSearch(config)
         except InvalidTuningConfig as e:
             raise ValidationError(message=str(e)) from None
-        _check_role(self.sagemaker_backend.account_id, definition.get("RoleArn", ""))
+        _check_role(self, definition.get("RoleArn", ""), "hyper-parameter-tuning-job",
+                    self._get_param("HyperParameterTuningJobName") or "")
         result = original(self)
         backend = self.sagemaker_backend
         name = self._get_param("HyperParameterTuningJobName")

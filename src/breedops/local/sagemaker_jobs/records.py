@@ -20,6 +20,8 @@ from typing import Any
 
 from werkzeug.test import EnvironBuilder
 
+from breedops.local.journal import INTERNAL_MARK
+
 ROUTE_PREFIX = "/_breedops/sagemaker/"
 TRAINING_STATE = "training-job-state"
 TUNING_STATE = "tuning-job-state"
@@ -50,8 +52,10 @@ def dispatch(route: str, payload: dict[str, Any]) -> dict[str, Any]:
                              data=json.dumps(payload, default=_json_default),
                              content_type="application/json")
     status: list[str] = []
+    environ = builder.get_environ()
+    environ[INTERNAL_MARK] = True
     try:
-        body = b"".join(_app(builder.get_environ(),
+        body = b"".join(_app(environ,
                              lambda line, headers, exc_info=None: status.append(line)))
     finally:
         builder.close()
@@ -108,7 +112,8 @@ class RouteApp:
         if not path.startswith(ROUTE_PREFIX):
             return self.app(environ, start_response)
         handler = self.handlers.get(path[len(ROUTE_PREFIX):])
-        if handler is None or environ.get("REQUEST_METHOD") != "POST":
+        if (handler is None or environ.get("REQUEST_METHOD") != "POST"
+                or not environ.get(INTERNAL_MARK)):
             return _answer(start_response, "404 Not Found", {"message": "no such route"})
         length = int(environ.get("CONTENT_LENGTH") or 0)
         stream: io.BufferedIOBase = environ["wsgi.input"]

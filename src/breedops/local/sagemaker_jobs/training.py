@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from breedops.local import service_roles
 from breedops.local.sagemaker_jobs import cloudwatch, container, records, transfer
 from breedops.local.sagemaker_jobs.container import Host
 
@@ -161,9 +162,9 @@ class TrainingJobRun:
                 shutil.rmtree(host_dir / "input" / "data", ignore_errors=True)
 
     def _assume_role(self) -> dict[str, str]:
-        return records.dispatch(records.ASSUME_ROLE, {
-            "account": self.account, "region": self.region, "role_arn": self.job["RoleArn"],
-            "session_name": f"SageMaker-{self.name}"[:64]})
+        return service_roles.assume(self.job["RoleArn"], service_roles.SAGEMAKER_PRINCIPAL,
+                                    f"SageMaker-{self.name}", self.job["TrainingJobArn"],
+                                    self.region)
 
     def _download(self, s3: Any, hosts: list[Host]) -> None:
         downloads = []
