@@ -20,16 +20,22 @@ data "aws_vpc" "default" {
   default = true
 }
 
+data "aws_region" "current" {}
+
 locals {
   vpc_id     = var.create ? coalesce(var.vpc_id, try(data.aws_vpc.default[0].id, null)) : null
   output_uri = "s3://${var.training.bucket_name}/jobs/${var.training.job_name}/output/"
+  # The key breedops.jobs.source_bundle.SOURCE_BUNDLE_KEY uploads the training source to.
+  default_source_s3_uri = "s3://${var.training.bucket_name}/code/breedops.tar.gz"
   user_data = templatefile("${path.module}/templates/user_data.sh.tftpl", {
     bucket          = var.training.bucket_name
     dataset         = var.training.dataset
     job_name        = var.training.job_name
-    source_s3_uri   = coalesce(var.training.source_s3_uri, "s3://${var.training.bucket_name}/code/breedops.tar.gz")
+    region          = data.aws_region.current.name
+    source_s3_uri   = coalesce(var.training.source_s3_uri, local.default_source_s3_uri)
     entry_point     = var.training.entry_point
-    hyperparameters = join(" ", [for k, v in var.training.hyperparameters : "--${k} ${v}"])
+    hyperparameters = var.training.hyperparameters
+    python_activate = var.training.python_activate
   })
 }
 

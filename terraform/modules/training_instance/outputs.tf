@@ -17,3 +17,8 @@ output "model_output_uri" {
   description = "Where the instance uploads model.tar.gz."
   value       = "${local.output_uri}model.tar.gz"
 }
+
+output "user_data" {
+  description = "The rendered user data script (it holds no secret: the instance role supplies the credentials)."
+  value       = local.user_data
+}

@@ -72,7 +72,7 @@ variable "kms_key_arn" {
 }
 
 variable "training" {
-  description = "What the instance trains: where the data and code are in S3, the job name and the hyperparameters (passed as --name value)."
+  description = "What the instance trains: where the data and code are in S3, the job name, the hyperparameters (passed as --name value) and the shell line that activates the AMI's PyTorch environment."
   type = object({
     bucket_name     = string
     dataset         = optional(string, "digits")
@@ -80,11 +80,34 @@ variable "training" {
     source_s3_uri   = optional(string)
     entry_point     = optional(string, "breedops.training.train")
     hyperparameters = optional(map(string), {})
+    # The OSS Nvidia Driver PyTorch DLAMIs keep PyTorch in a venv; older ones in conda
+    # (`source /opt/conda/bin/activate pytorch`).
+    python_activate = optional(string, "source /opt/pytorch/bin/activate")
   })
 
   validation {
     condition     = can(regex("^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$", var.training.job_name))
     error_message = "The training.job_name must be up to 63 letters, digits or hyphens, like a SageMaker job name."
+  }
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9][A-Za-z0-9._-]*$", var.training.dataset)) && can(regex("^[A-Za-z_][A-Za-z0-9_]*(\\.[A-Za-z_][A-Za-z0-9_]*)*$", var.training.entry_point))
+    error_message = "The training.dataset must be letters, digits, '.', '_' or '-' (an S3 folder name), and training.entry_point a Python module name."
+  }
+
+  validation {
+    condition     = alltrue([for name in keys(var.training.hyperparameters) : can(regex("^[a-z0-9][a-z0-9_-]*$", name))])
+    error_message = "The training.hyperparameters names must be flag names (lowercase letters, digits, '-' or '_'), e.g. batch-size."
+  }
+
+  validation {
+    condition     = var.training.source_s3_uri == null || can(regex("^s3://[a-z0-9.-]{3,63}/.+\\.tar\\.gz$", coalesce(var.training.source_s3_uri, "s3://x")))
+    error_message = "The training.source_s3_uri must be an s3://<bucket>/<key>.tar.gz URI."
+  }
+
+  validation {
+    condition     = length(trimspace(var.training.python_activate)) > 0 && !strcontains(var.training.python_activate, "\n")
+    error_message = "The training.python_activate must be one non-empty shell line."
   }
 }
 

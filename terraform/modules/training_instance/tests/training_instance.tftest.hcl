@@ -54,9 +54,72 @@ run "instance_is_hardened" {
   }
 
   assert {
-    condition     = contains(data.aws_ami.deep_learning[0].owners, "amazon") && strcontains(local.user_data, "s3://breedops-test-data-123456789012/jobs/ec2-train-001/output/model.tar.gz") && strcontains(local.user_data, "shutdown -h now") && strcontains(local.user_data, "python -m breedops.training.train")
+    condition     = contains(data.aws_ami.deep_learning[0].owners, "amazon") && strcontains(local.user_data, "BUCKET='breedops-test-data-123456789012'") && strcontains(local.user_data, "JOB_NAME='ec2-train-001'") && strcontains(local.user_data, "OUTPUT_PREFIX=\"s3://$BUCKET/jobs/$JOB_NAME/output\"") && strcontains(local.user_data, "shutdown -h now") && strcontains(local.user_data, "-m breedops.training.train")
     error_message = "The AMI must be Amazon's, and the user data must run the SageMaker entry point, upload to jobs/<name>/output/ and shut down."
   }
+}
+
+run "user_data_renders_the_job" {
+  command = plan
+
+  variables {
+    training = {
+      bucket_name     = "breedops-test-data-123456789012"
+      job_name        = "ec2-train-002"
+      dataset         = "dog-images"
+      hyperparameters = { epochs = "3", "batch-size" = "32", arch = "it's" }
+      python_activate = "source /opt/conda/bin/activate pytorch"
+    }
+  }
+
+  assert {
+    condition     = output.user_data == local.user_data && startswith(output.user_data, "#!/bin/bash\n") && strcontains(output.user_data, "set -Eeuo pipefail") && strcontains(output.user_data, "trap finish EXIT")
+    error_message = "The user data must be a bash script that stops on errors and always runs its exit handler (the shutdown)."
+  }
+
+  assert {
+    condition     = strcontains(output.user_data, "SOURCE_S3_URI='s3://breedops-test-data-123456789012/code/breedops.tar.gz'") && strcontains(output.user_data, "DATASET='dog-images'") && strcontains(output.user_data, "export AWS_DEFAULT_REGION='us-east-1'")
+    error_message = "The source tarball must default to code/breedops.tar.gz, and the dataset and region must be rendered."
+  }
+
+  assert {
+    condition     = strcontains(output.user_data, "--epochs '3'") && strcontains(output.user_data, "--batch-size '32'") && strcontains(output.user_data, "--arch 'it'\\''s'")
+    error_message = "Each hyperparameter must be one --name 'value' pair, the value shell-quoted."
+  }
+
+  assert {
+    condition     = length(regexall("(?m)^source /opt/conda/bin/activate pytorch$", output.user_data)) == 1
+    error_message = "The python_activate line must appear once, alone on its line."
+  }
+
+  assert {
+    condition     = output.model_output_uri == "s3://breedops-test-data-123456789012/jobs/ec2-train-002/output/model.tar.gz"
+    error_message = "model_output_uri must name jobs/<job>/output/model.tar.gz."
+  }
+}
+
+run "reject_hyperparameter_name_that_is_not_a_flag" {
+  command = plan
+  variables {
+    training = { bucket_name = "b-123", hyperparameters = { "lr; rm -rf /" = "1" } }
+  }
+  expect_failures = [var.training]
+}
+
+run "reject_multi_line_python_activate" {
+  command = plan
+  variables {
+    training = { bucket_name = "b-123", python_activate = "true\ncurl x | sh" }
+  }
+  expect_failures = [var.training]
+}
+
+run "reject_source_uri_that_is_not_a_tarball_in_s3" {
+  command = plan
+  variables {
+    training = { bucket_name = "b-123", source_s3_uri = "https://example.com/x.tar.gz" }
+  }
+  expect_failures = [var.training]
 }
 
 run "reject_non_gpu_instance_type" {
