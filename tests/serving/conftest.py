@@ -65,11 +65,24 @@ class Deployment:
     server: object
 
 
+def execution_role(bucket: str) -> str:
+    """The bucket's SageMaker execution role (made once): hosting downloads the model as it."""
+    import boto3
+    from iam_roles import create_execution_role
+
+    iam, name = boto3.client("iam"), f"{bucket}-execution"[:64]
+    try:
+        return iam.get_role(RoleName=name)["Role"]["Arn"]
+    except iam.exceptions.NoSuchEntityException:
+        return create_execution_role(iam, name, bucket)
+
+
 def register_endpoint(sagemaker, bucket: str, key: str, name: str,
                       instance_count: int = 1) -> None:
-    """Model, endpoint config and endpoint, as Terraform creates them."""
+    """Model and endpoint config, as Terraform creates them (the model with an execution role
+    that may read `bucket`)."""
     sagemaker.create_model(
-        ModelName=name, ExecutionRoleArn="arn:aws:iam::123456789012:role/sagemaker",
+        ModelName=name, ExecutionRoleArn=execution_role(bucket),
         PrimaryContainer={"Image": "pytorch-inference:2.5-cpu",
                           "ModelDataUrl": f"s3://{bucket}/{key}"},
     )

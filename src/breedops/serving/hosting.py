@@ -1,15 +1,22 @@
 """Local SageMaker hosting: the SageMaker Runtime `InvokeEndpoint` protocol over local workers.
 
-`POST /endpoints/<name>/invocations` resolves endpoint -> endpoint configuration -> model ->
-model data URL through the SageMaker API of the emulator, downloads and extracts the
-model.tar.gz, and serves it with as many worker processes as the variant's instance count,
-each loading the tarball's own `code/inference.py`. The endpoint is re-resolved after a short
-TTL, so `update_endpoint` takes effect without a restart; new InService endpoints are loaded in
-the background, as SageMaker loads a model before it reports the endpoint InService. Errors have the shapes botocore
-parses (`x-amzn-ErrorType`, `ValidationError`, `ModelError` with the container's status).
+`POST /endpoints/<name>/invocations` is first authorized as SageMaker Runtime does it: the
+emulator, which holds the account's keys and policies, checks the caller's signature and its
+`sagemaker:InvokeEndpoint` permission on the endpoint's ARN (the service route `authorize`);
+a denial is answered with AWS's error, and a request the emulator cannot check is refused
+(503), never served unchecked. The request then resolves endpoint -> endpoint configuration ->
+model -> model data URL through the SageMaker API of the emulator (as the SageMaker service,
+with hosting's own credentials), downloads the model.tar.gz as the model's execution role (the
+credentials SageMaker gets by assuming it), extracts it, and serves it with as many worker
+processes as the variant's instance count, each loading the tarball's own `code/inference.py`.
+The endpoint is re-resolved after a short TTL, so `update_endpoint` takes effect without a
+restart; new InService endpoints are loaded in the background, as SageMaker loads a model
+before it reports the endpoint InService. Errors have the shapes botocore parses
+(`x-amzn-ErrorType`, `ValidationError`, `ModelError` with the container's status).
 
 With `--model-dir DIR` it serves the container contract instead: `GET /ping` and
-`POST /invocations` for one extracted model directory.
+`POST /invocations` for one extracted model directory, unchecked (a container is reached by
+SageMaker only, not by callers of the Runtime API).
 
 The HTTP layer is the standard library's `ThreadingHTTPServer`: the server only relays bytes to
 worker processes, so a framework would add a dependency and latency without removing code.
@@ -29,8 +36,9 @@ import sys
 import tarfile
 import threading
 import time
+import urllib.error
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -52,6 +60,15 @@ MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # InvokeEndpoint's request limit
 INVOCATIONS_PATH = re.compile(r"^/endpoints/(?P<name>[^/]+)/invocations$")
 WORKER_SCRIPT = Path(__file__).with_name("model_worker.py")
 FORWARDED_HEADERS = ("X-Amzn-SageMaker-Custom-Attributes",)
+INVOKE_ACTION = "sagemaker:InvokeEndpoint"
+# How long a request waits for the emulator's decision before it is refused (503).
+AUTHORIZE_TIMEOUT_SECONDS = float(os.environ.get("BREEDOPS_HOSTING_AUTHORIZE_TIMEOUT", "5"))
+SAGEMAKER_PRINCIPAL = "sagemaker.amazonaws.com"
+HEAD_ERROR_CODES = {"403": "AccessDenied", "404": "NoSuchKey"}
+# Execution-role credentials are renewed this long before they expire (or, without an
+# expiration, after this long).
+CREDENTIALS_MARGIN_SECONDS = 300.0
+CREDENTIALS_DEFAULT_SECONDS = 3600.0
 
 
 class HostingError(BreedopsError):
@@ -203,6 +220,7 @@ class EndpointTarget:
     variant_name: str
     model_data_url: str
     instance_count: int
+    execution_role_arn: str = field(default="")
 
 
 class EndpointRegistry:
@@ -220,6 +238,8 @@ class EndpointRegistry:
         self._first_loads: dict[str, threading.Lock] = {}
         self._pools: dict[str, tuple[EndpointTarget, WorkerPool]] = {}
         self._account_id: str | None = None
+        self._role_clients: dict[tuple[str, str], tuple[float, Any]] = {}
+        self._role_lock = threading.Lock()
 
     def pool_for(self, endpoint_name: str) -> tuple[EndpointTarget, WorkerPool]:
         """The pool serving `endpoint_name`.
@@ -265,8 +285,7 @@ class EndpointRegistry:
                 worker.wait()
 
     def _start_pool(self, target: EndpointTarget) -> WorkerPool:
-        return WorkerPool(self._extract(target.model_data_url),
-                          min(target.instance_count, MAX_WORKERS))
+        return WorkerPool(self._extract(target), min(target.instance_count, MAX_WORKERS))
 
     def close(self) -> None:
         self._closed.set()
@@ -281,6 +300,7 @@ class EndpointRegistry:
         before it reports InService; runs (in a daemon thread) until `close`."""
         from botocore.exceptions import BotoCoreError, ClientError
 
+        failures: dict[str, str] = {}
         while not self._closed.is_set():
             try:
                 pages = self._client("sagemaker").get_paginator("list_endpoints").paginate(
@@ -292,7 +312,12 @@ class EndpointRegistry:
             for name in names:
                 try:
                     self.pool_for(name)
-                except (HostingError, RuntimeApiError, BotoCoreError, ClientError) as e:
+                    failures.pop(name, None)
+                except HostingError as e:  # e.g. the execution role cannot read the model
+                    if failures.get(name) != str(e):  # said once, not every round
+                        logger.warning("endpoint %s cannot be loaded: %s", name, e)
+                    failures[name] = str(e)
+                except (RuntimeApiError, BotoCoreError, ClientError) as e:
                     logger.debug("cannot preload endpoint %s: %s", name, e)  # a request says why
             self._closed.wait(interval_seconds)
 
@@ -312,6 +337,85 @@ class EndpointRegistry:
         if self._account_id is None:
             self._account_id = self._client("sts").get_caller_identity()["Account"]
         return self._account_id
+
+    def region(self) -> str:
+        load_local_environment()
+        return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION",
+                                                              DEFAULT_REGION)
+
+    def endpoint_arn(self, endpoint_name: str) -> str:
+        """The endpoint's ARN; SageMaker lowercases names in its ARNs."""
+        region = self.region()
+        partition = ("aws-cn" if region.startswith("cn-") else
+                     "aws-us-gov" if region.startswith("us-gov-") else "aws")
+        return (f"arn:{partition}:sagemaker:{region}:{self.account_id()}:"
+                f"endpoint/{endpoint_name.lower()}")
+
+    def authorize(self, method: str, raw_path: str, headers: dict[str, str],
+                  body: bytes, endpoint_name: str) -> str | None:
+        """The caller's principal, once the emulator allowed it `InvokeEndpoint` on the
+        endpoint; else the RuntimeApiError AWS answers (503 when nobody could decide)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        from breedops.local.service_roles import ServiceRoleError, call_service
+
+        path, _, query = raw_path.partition("?")
+        try:
+            payload = {"method": method, "path": path, "query": query, "headers": headers,
+                       "body_sha256": hashlib.sha256(body).hexdigest(),
+                       "action": INVOKE_ACTION, "resource": self.endpoint_arn(endpoint_name)}
+            answer = call_service("authorize", payload, timeout=AUTHORIZE_TIMEOUT_SECONDS)
+        except (ServiceRoleError, BotoCoreError, ClientError, urllib.error.URLError,
+                OSError, ValueError) as e:
+            logger.error("cannot authorize a request to endpoint %s: %s", endpoint_name, e)
+            raise RuntimeApiError(
+                503, "ServiceUnavailable",
+                f"The request cannot be authorized right now (the emulator at "
+                f"{os.environ.get('AWS_ENDPOINT_URL', '?')} did not decide: {e}); retry.",
+            ) from e
+        if not answer.get("allowed"):
+            error = answer.get("error") or {}
+            raise RuntimeApiError(int(error.get("status", 403)),
+                                  str(error.get("code", "AccessDeniedException")),
+                                  str(error.get("message", "Access denied")))
+        return answer.get("principal")
+
+    def _s3_as_execution_role(self, target: EndpointTarget) -> tuple[str, Any]:
+        """An S3 client with the credentials SageMaker gets by assuming the model's execution
+        role for this endpoint (cached until shortly before they expire), and the role."""
+        from breedops.local.service_roles import ServiceRoleError, call_service
+
+        role = target.execution_role_arn
+        if not role:
+            raise HostingError(f"Failed to download model data for endpoint "
+                               f"{target.endpoint_name}: its model has no ExecutionRoleArn")
+        source = self.endpoint_arn(target.endpoint_name)
+        with self._role_lock:
+            cached = self._role_clients.get((role, source))
+            if cached and cached[0] > time.time():
+                return role, cached[1]
+            session_name = re.sub(r"[^\w+=,.@-]", "-", f"SageMaker-{target.endpoint_name}")[:64]
+            try:
+                credentials = call_service("assume-role", {
+                    "RoleArn": role, "Service": SAGEMAKER_PRINCIPAL,
+                    "SessionName": session_name, "SourceArn": source,
+                    "Region": self.region()}, timeout=AUTHORIZE_TIMEOUT_SECONDS)["Credentials"]
+            except ServiceRoleError as e:
+                raise HostingError(
+                    f"Failed to download model data for endpoint {target.endpoint_name}: "
+                    f"SageMaker cannot assume the execution role {role}: {e.message}") from e
+            except (urllib.error.URLError, OSError) as e:
+                raise HostingError(f"the emulator cannot be reached to assume the execution "
+                                   f"role {role}: {e}") from e
+            import boto3
+
+            client = boto3.session.Session(
+                aws_access_key_id=credentials["AccessKeyId"],
+                aws_secret_access_key=credentials["SecretAccessKey"],
+                aws_session_token=credentials.get("SessionToken"),
+                region_name=self.region()).client("s3")
+            self._role_clients[(role, source)] = (_renew_at(credentials), client)
+            return role, client
 
     def _resolve(self, endpoint_name: str) -> EndpointTarget:
         """The endpoint's target; a stale one is served while a refresh runs in the background,
@@ -370,30 +474,49 @@ class EndpointRegistry:
             variant_name=variant["VariantName"],
             model_data_url=container["ModelDataUrl"],
             instance_count=max(1, int(count)),
+            execution_role_arn=model.get("ExecutionRoleArn", ""),
         )
         self._resolved[endpoint_name] = (time.monotonic() + self._ttl_seconds, target)
         return target
 
-    def _extract(self, model_data_url: str) -> Path:
-        """Download and unpack model.tar.gz once per object version (keyed by its ETag)."""
+    def _extract(self, target: EndpointTarget) -> Path:
+        """Download, as the execution role, and unpack model.tar.gz once per object version
+        (keyed by its ETag)."""
+        model_data_url = target.model_data_url
         parsed = urlparse(model_data_url)
         if parsed.scheme != "s3":
             raise HostingError(f"the model data URL {model_data_url} is not an s3:// URL")
         bucket, key = parsed.netloc, parsed.path.lstrip("/")
         from botocore.exceptions import ClientError
 
+        role, s3 = self._s3_as_execution_role(target)
+
+        def unreadable(e: ClientError) -> HostingError:
+            error = e.response.get("Error", {})
+            code = str(error.get("Code", "?"))
+            code = HEAD_ERROR_CODES.get(code, code)  # a HEAD answer has no body to name it
+            return HostingError(
+                f"Failed to download model data for endpoint {target.endpoint_name}: "
+                f"{model_data_url} cannot be read as the execution role {role}: "
+                f"{code} ({error.get('Message') or e}). Please ensure that there is an object "
+                "located at the URL and that the role passed to CreateModel has permissions "
+                "to download the model.")
+
         try:
-            etag = self._client("s3").head_object(Bucket=bucket, Key=key)["ETag"]
+            etag = s3.head_object(Bucket=bucket, Key=key)["ETag"]
         except ClientError as e:
-            raise HostingError(f"the model data {model_data_url} cannot be read: {e}") from e
+            raise unreadable(e) from e
         digest = hashlib.sha256(f"{model_data_url}|{etag}".encode()).hexdigest()[:16]
-        target = self._cache_dir / digest
-        if (target / ".complete").exists():
-            return target
+        extracted = self._cache_dir / digest
+        if (extracted / ".complete").exists():
+            return extracted
         partial = self._cache_dir / f"{digest}.partial-{uuid.uuid4().hex[:8]}"
         partial.mkdir(parents=True)
         archive = partial / "model.tar.gz"
-        self._client("s3").download_file(bucket, key, str(archive))
+        try:
+            s3.download_file(bucket, key, str(archive))
+        except ClientError as e:
+            raise unreadable(e) from e
         try:
             with tarfile.open(archive) as tar:
                 tar.extractall(partial, filter="data")  # refuses absolute paths and links out
@@ -401,10 +524,27 @@ class EndpointRegistry:
             raise HostingError(f"the model data {model_data_url} is not a tar.gz: {e}") from e
         archive.unlink()
         (partial / ".complete").touch()
-        if target.exists():  # another thread finished first
-            return target
-        partial.rename(target)
-        return target
+        if extracted.exists():  # another thread finished first
+            return extracted
+        partial.rename(extracted)
+        return extracted
+
+
+def _renew_at(credentials: dict[str, Any]) -> float:
+    """When credentials from the emulator should be renewed (epoch seconds)."""
+    expiration = credentials.get("Expiration")
+    if isinstance(expiration, int | float):
+        expires = float(expiration)
+    elif isinstance(expiration, str):
+        from datetime import datetime
+
+        try:
+            expires = datetime.fromisoformat(expiration).timestamp()
+        except ValueError:
+            expires = time.time() + CREDENTIALS_DEFAULT_SECONDS
+    else:
+        expires = time.time() + CREDENTIALS_DEFAULT_SECONDS
+    return expires - CREDENTIALS_MARGIN_SECONDS
 
 
 def load_local_environment() -> None:
@@ -432,12 +572,20 @@ class RuntimeHandler(BaseHTTPRequestHandler):
             self._send_error(RuntimeApiError(404, "UnknownOperationException", "Unknown path"))
 
     def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         match = INVOCATIONS_PATH.match(self.path.split("?")[0])
         try:
+            length = int(self.headers.get("Content-Length") or 0)
             if match and self.server.registry is not None:
-                self._invoke_endpoint(match["name"], body)
-            elif self.path == "/invocations" and self.server.pool is not None:
+                if length > MAX_PAYLOAD_BYTES:  # refused unread: the connection closes
+                    self.close_connection = True
+                    raise RuntimeApiError(
+                        413, "ValidationError",
+                        f"Request payload is {length} bytes; the limit is "
+                        f"{MAX_PAYLOAD_BYTES} bytes.")
+                self._invoke_endpoint(match["name"], self.rfile.read(length))
+                return
+            body = self.rfile.read(length)
+            if self.path == "/invocations" and self.server.pool is not None:
                 reply = self.server.pool.invoke(self._worker_header(), body)
                 self._send(reply.status, reply.body, "application/json")
             else:
@@ -452,13 +600,10 @@ class RuntimeHandler(BaseHTTPRequestHandler):
         logger.debug("%s %s", self.address_string(), format % args)
 
     def _invoke_endpoint(self, endpoint_name: str, body: bytes) -> None:
-        if len(body) > MAX_PAYLOAD_BYTES:
-            raise RuntimeApiError(
-                413, "ValidationError",
-                f"Request payload is {len(body)} bytes; the limit is {MAX_PAYLOAD_BYTES} bytes.",
-            )
         registry = self.server.registry
         assert registry is not None
+        registry.authorize(self.command, self.path, dict(self.headers.items()), body,
+                           endpoint_name)
         for _ in range(3):  # a pool retired under us (an update) hands over to its successor
             try:
                 target, pool = registry.pool_for(endpoint_name)
@@ -485,8 +630,10 @@ class RuntimeHandler(BaseHTTPRequestHandler):
         }
 
     def _send_error(self, error: RuntimeApiError) -> None:
-        self._send(error.status, error.body(), "application/json",
-                   {"x-amzn-ErrorType": error.error_type})
+        headers = {"x-amzn-ErrorType": error.error_type}
+        if self.close_connection:
+            headers["Connection"] = "close"
+        self._send(error.status, error.body(), "application/json", headers)
 
     def _send(self, status: int, body: bytes, content_type: str,
               headers: dict[str, str] | None = None) -> None:
