@@ -53,8 +53,10 @@ def test_runner_timeout_kills_environment_and_recovers(code_dir):
         after = runner.invoke({"seconds": 0})
     finally:
         runner.close()
-    assert timed_out.status == 500
-    assert timed_out.payload["errorMessage"] == "Task timed out after 0.50 seconds"
+    assert timed_out.status == 500 and timed_out.payload["errorType"] == "Sandbox.Timedout"
+    assert timed_out.payload["errorMessage"] == (f"RequestId: {timed_out.request_id} Error: "
+                                                 "Task timed out after 0.50 seconds")
+    assert timed_out.report_line().endswith("\tStatus: timeout")
     assert after.status == 200 and after.init_ms is not None  # a fresh environment
 
 
@@ -66,13 +68,16 @@ def test_runner_unhandled_error_is_reported_not_fatal(code_dir):
     finally:
         runner.close()
     assert result.status == 500 and result.payload["errorType"] == "KeyError"
+    assert result.payload["requestId"] == result.request_id  # the runtime's own error shape
+    assert result.payload["errorMessage"] == "'no such thing'" and result.payload["stackTrace"]
     assert again.payload["errorType"] == "KeyError" and again.init_ms is None
 
 
 def test_runner_unknown_handler_fails_to_initialise(code_dir):
     runner = runner_for(code_dir, "functions.missing")
     try:
-        with pytest.raises(LambdaRunnerError, match="failed to initialise"):
+        with pytest.raises(LambdaRunnerError,
+                           match="failed to initialise: Runtime.HandlerNotFound"):
             runner.invoke({})
     finally:
         runner.close()

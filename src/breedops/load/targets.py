@@ -1,4 +1,4 @@
-"""What the load generator sends to: the local endpoint (boto3) or the local Lambda runner.
+"""What the load generator sends to: the local endpoint or the local Lambda (boto3 both).
 
 Load is only ever sent over the loopback interface: a URL that resolves elsewhere (a real AWS
 endpoint, a colleague's machine) is refused before the first request.
@@ -13,7 +13,6 @@ import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from urllib.parse import urlparse
 
 from breedops.load.generator import LoadError, Outcome, Sender
@@ -85,29 +84,29 @@ def endpoint_sender(endpoint_name: str, image: bytes, max_connections: int = 64,
 
 
 @contextmanager
-def lambda_sender(function_name: str, image: bytes,
-                  zip_fallback: Path | None = None) -> Iterator[Sender]:
-    """Direct invocations through the local Lambda runner, with the function's concurrency.
+def lambda_sender(function_name: str, image: bytes, qualifier: str = "live",
+                  max_connections: int = 64) -> Iterator[Sender]:
+    """Direct invocations of the function's alias through the emulator's Lambda API (boto3
+    `Invoke`, no retries): the emulator runs the function with its reserved and provisioned
+    concurrency, and a throttle comes back as the 429 it is."""
+    from breedops.serving import lambda_client
 
-    `zip_fallback` is the package to run when the emulator cannot hand out the deployed code
-    (default: build/lambda.zip).
-    """
-    from breedops.serving import lambda_runner
+    require_loopback(os.environ.get("AWS_ENDPOINT_URL_LAMBDA")
+                     or os.environ.get("AWS_ENDPOINT_URL"), "AWS_ENDPOINT_URL (the emulator)")
+    client = lambda_client.lambda_client(max_connections=max_connections, read_timeout=60)
+    require_loopback(client.meta.endpoint_url, "the Lambda endpoint URL")
+    payload = json_request(image)
 
-    require_loopback(os.environ.get("AWS_ENDPOINT_URL"), "AWS_ENDPOINT_URL (the emulator)")
-    require_loopback(os.environ.get("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"),
-                     "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME (the endpoint the Lambda calls)")
-    event = {"image": base64.b64encode(image).decode()}
-    with lambda_runner.temporary_work_dir() as work_dir:
-        spec = lambda_runner.function_from_emulator(function_name, Path(work_dir),
-                                                     zip_fallback=zip_fallback)
-        runner = lambda_runner.LambdaRunner(spec)
+    def send() -> Outcome:
+        answer = lambda_client.invoke(client, function_name, payload, qualifier)
+        if answer.throttled:
+            return Outcome("429", throttled=True)
+        if not answer.accepted:
+            return Outcome(str(answer.status or answer.error_code))
+        if answer.function_error:
+            return Outcome("500")
+        status = answer.payload.get("statusCode", 200) if isinstance(answer.payload, dict) \
+            else 200
+        return Outcome(str(status))
 
-        def send() -> Outcome:
-            invocation = runner.invoke(event)
-            return Outcome(str(invocation.status), throttled=invocation.throttled)
-
-        try:
-            yield send
-        finally:
-            runner.close()
+    yield send

@@ -42,6 +42,9 @@ SAGEMAKER_NAME_PARAMETERS = (
 )
 # IAM's action prefix where it differs from the service name a request is signed for.
 ACTION_PREFIXES = {"monitoring": "cloudwatch"}
+# IAM's action name where it differs from the operation's (moto names the action after it).
+ACTION_NAMES = {"lambda:Invoke": "lambda:InvokeFunction",
+                "lambda:InvokeWithResponseStream": "lambda:InvokeFunction"}
 # Condition keys a request carries in its query parameters.
 CONTEXT_PARAMETERS = {"s3:prefix": "prefix"}
 
@@ -85,14 +88,21 @@ def sagemaker_resource(response: Any) -> str:
 
 
 def lambda_resource(response: Any) -> str:
-    """The function a Lambda request acts on (its name is in the path, or the body on create)."""
+    """The function a Lambda request acts on (its name is in the path, or the body on create).
+
+    With a `Qualifier` the resource is the qualified ARN (`function:name:live`), as on AWS: a
+    policy on `function:name` does not cover it, `function:name:*` does.
+    """
     match = re.search(r"/functions/([^/?]+)", unquote(response.path))
     name = match.group(1) if match else _params(response).get("FunctionName")
     if not name:
         return "*"
-    if name.startswith("arn:"):
-        return name
-    return arn_of(response, "lambda", f"function:{name}")
+    arn = name if name.startswith("arn:") else arn_of(response, "lambda", f"function:{name}")
+    qualifier = (getattr(response, "querystring", None) or {}).get("Qualifier")
+    qualifier = qualifier[0] if isinstance(qualifier, list) else qualifier
+    if qualifier and arn.count(":") == 6:  # not qualified in the name already
+        arn = f"{arn}:{qualifier}"
+    return arn
 
 
 def logs_resource(response: Any) -> str:
@@ -193,7 +203,11 @@ def _sign_bodyless_requests() -> None:
     original = IAMRequestBase._create_aws_request
 
     def create_aws_request(self: Any) -> Any:
-        if self._method in ("GET", "HEAD", "DELETE") and not self._body:
+        content_type = str(self._headers.get("Content-Type") or "").lower()
+        # So does a REST POST without a body (Lambda Invoke with no payload, DryRun); a form
+        # POST's parameters are its body (werkzeug has parsed them out of it).
+        rest_post = self._method == "POST" and "form-urlencoded" not in content_type
+        if (self._method in ("GET", "HEAD", "DELETE") or rest_post) and not self._body:
             data, self._data = self._data, {}
             try:
                 return original(self)
@@ -217,6 +231,7 @@ def _evaluate_conditions() -> None:
     def check_action_permitted(self: Any, resource: str) -> None:
         service, _, operation = self._action.partition(":")
         self._action = f"{ACTION_PREFIXES.get(service, service)}:{operation}"
+        self._action = ACTION_NAMES.get(self._action, self._action)
         context = {**(_response_context.get() or {}), **request_context(self._data)}
         _response_context.set(None)
         token = _request_context.set(context)

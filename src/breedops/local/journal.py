@@ -45,6 +45,13 @@ UNREPLAYED_HEADERS = {"content-length", "transfer-encoding"}
 INTERNAL_MARK = "breedops.internal"
 
 WsgiApp = Callable[[dict, Callable], Iterable[bytes]]
+# Requests served beside the journal: never recorded, and not under its lock for their whole
+# length. Each entry is `(matches(environ), serve(environ, start_response, app, lock))`;
+# `serve` must hold `lock` whenever it runs moto (moto's state, and its random source that a
+# journaled request's seed drives, are not to be shared) and may release it for long work
+# that changes no state a replay must restore. Lambda's `Invoke` is one (`lambda_invoke`):
+# a function runs for up to 15 minutes, and invocations must run concurrently.
+UNJOURNALED_ROUTES: list[tuple[Callable[[dict], bool], Callable[..., Iterable[bytes]]]] = []
 
 
 def request_action(method: str, headers: dict[str, str], query: str, body: bytes) -> str | None:
@@ -186,6 +193,9 @@ class JournalingApp:
             body = json.dumps({"status": "ok", "replayed": self.replayed}).encode()
             start_response("200 OK", [("Content-Type", "application/json")])
             return [body]
+        for matches, serve in UNJOURNALED_ROUTES:
+            if matches(environ):
+                return serve(environ, start_response, self.app, self._lock)
         with self._lock:
             return self._handle(environ, start_response)
 

@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     from werkzeug.serving import run_simple
 
-    from breedops.local import iam_simulation, moto_extensions, service_roles
+    from breedops.local import iam_simulation, lambda_invoke, moto_extensions, service_roles
     from breedops.local.journal import (
         Journal,
         JournalingApp,
@@ -82,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     from breedops.local.sagemaker_jobs import records
 
     moto_extensions.apply()
+    lambda_invoke.apply()  # Invoke runs the function locally, as its role, with its concurrency
     sagemaker_jobs.apply()  # training and tuning jobs run, as SageMaker runs them
     iam_simulation.apply()  # the SageMaker SDK v3 validates the execution role with it
     if iam_enforcement.enabled():  # resources and conditions checked as AWS does

@@ -280,25 +280,22 @@ def held_out_image(dataset_dir: Path) -> tuple[Path, str]:
 
 
 def invoke_lambda(env: str, function: str, image: Path) -> tuple[int, dict[str, Any], str]:
-    """Invoke the deployed function with `image`: the local runner, or Lambda itself."""
-    from breedops.serving import lambda_runner
+    """Invoke the deployed function with `image` through its alias `live`, as any client does.
 
-    event = lambda_runner.image_event(image)
-    if env == "local":
-        with lambda_runner.temporary_work_dir() as work_dir:
-            spec = lambda_runner.function_from_emulator(function, Path(work_dir))
-            runner = lambda_runner.LambdaRunner(spec)
-            try:
-                result = runner.invoke(event)
-            finally:
-                runner.close()
-        return result.status, _body(result.payload), result.report_line(spec.memory_mb)
-    import boto3
+    One code path for every `env`: the emulator serves `Invoke` locally, Lambda on AWS. The
+    status is the function's (its API Gateway `statusCode`), or the API's when `Invoke` itself
+    failed; the report is the REPORT line of the invocation's log tail.
+    """
+    from breedops.serving import lambda_client
 
-    response = boto3.client("lambda").invoke(FunctionName=function, Qualifier="live",
-                                             Payload=json.dumps(event).encode())
-    payload = json.loads(response["Payload"].read())
-    return int(payload.get("statusCode", 500)), _body(payload), ""
+    answer = lambda_client.invoke(lambda_client.lambda_client(), function,
+                                  lambda_client.image_payload(image), qualifier="live")
+    if not answer.accepted:
+        return answer.status, {"error": answer.error_code, "message": answer.error_message}, ""
+    payload = answer.payload if isinstance(answer.payload, dict) else {"body": answer.payload}
+    if answer.function_error:
+        return 500, payload, answer.report or ""
+    return int(payload.get("statusCode", 200)), _body(payload), answer.report or ""
 
 
 def _body(response: dict[str, Any]) -> dict[str, Any]:

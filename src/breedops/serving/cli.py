@@ -1,10 +1,9 @@
-"""Serving commands: `lambda build`, `invoke` (the local Lambda runner) and `serve` (hosting)."""
+"""Serving commands: `lambda build`, `invoke` (the deployed Lambda's API) and `serve` (hosting)."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
 from pathlib import Path
 
 from breedops.errors import ConfigurationError
@@ -18,13 +17,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="zip to write (default: build/lambda.zip)")
     build.set_defaults(func=build_command)
 
-    invoke = subparsers.add_parser("invoke", help="invoke the Lambda locally, like its runtime")
+    invoke = subparsers.add_parser(
+        "invoke", help="invoke the deployed Lambda through its alias (the emulator or AWS)")
     invoke.add_argument("--image", type=Path, required=True, help="a JPEG or PNG to classify")
     invoke.add_argument("--function", default=None,
                         help="function name (default: the env's lambda_function_name output)")
     invoke.add_argument("--env", default="local", help="Terraform environment (default: local)")
+    invoke.add_argument("--qualifier", default="live", help="alias or version (default: live)")
     invoke.add_argument("--concurrency", type=int, default=1, help="simultaneous clients")
-    invoke.add_argument("--requests", type=int, default=1, help="invocations in all")
+    invoke.add_argument("--requests", type=int, default=None,
+                        help="invocations in all (default: one per client)")
     invoke.set_defaults(func=invoke_command)
 
     serve = subparsers.add_parser("serve", help="run local SageMaker hosting in the foreground")
@@ -52,39 +54,38 @@ def serve_command(args: argparse.Namespace) -> int:
 
 
 def invoke_command(args: argparse.Namespace) -> int:
-    from breedops.serving import lambda_runner
+    """Invoke the function as any client does (boto3 `Invoke` with `LogType=Tail`): print each
+    REPORT line, the first answer and a summary. The same against the emulator and AWS."""
+    from breedops.serving import lambda_client
 
     if not args.image.is_file():
         raise ConfigurationError(f"--image {args.image}: no such file")
-    if args.concurrency < 1 or args.requests < 1:
+    requests = args.requests if args.requests is not None else args.concurrency
+    if args.concurrency < 1 or requests < 1:
         raise ConfigurationError("--concurrency and --requests must be at least 1")
     if args.env == "local":
         from breedops.local.env_file import use_environment
 
         use_environment()
     name = args.function or _function_from_outputs(args.env)
-    with lambda_runner.temporary_work_dir() as work_dir:
-        spec = lambda_runner.function_from_emulator(name, Path(work_dir))
-        runner = lambda_runner.LambdaRunner(spec)
-        try:
-            results = lambda_runner.run_invocations(
-                runner, lambda_runner.image_event(args.image), args.requests, args.concurrency)
-        finally:
-            runner.close()
-    for result in results:
-        print(result.report_line(spec.memory_mb))
-    accepted = [r for r in results if not r.throttled]
-    print(json.dumps((accepted or results)[0].payload, indent=2))
-    durations = sorted(r.duration_ms for r in accepted)
-    summary = {"requests": len(results), "accepted": len(accepted),
-               "throttled": runner.throttled,
-               "ok": sum(r.status == 200 for r in accepted),
-               "reserved_concurrency": spec.reserved_concurrency,
-               "provisioned_concurrency": spec.provisioned_concurrency}
-    if durations:
-        summary["p50_ms"] = round(statistics.median(durations), 2)
-    print(json.dumps(summary))
-    return 0 if summary["ok"] == len(accepted) else 1
+    payload = lambda_client.image_payload(args.image)
+    if len(payload) > 6 * 1024 * 1024:
+        raise ConfigurationError(f"--image {args.image}: too large for a synchronous "
+                                 "invocation (6 MB with base64)")
+
+    def show(answer: lambda_client.Answer) -> None:
+        if answer.report:
+            print(answer.report, flush=True)
+        elif not answer.accepted:
+            print(f"{answer.status} {answer.error_code}: {answer.error_message}", flush=True)
+
+    answers = lambda_client.invoke_many(name, payload, requests, args.concurrency,
+                                        args.qualifier, on_answer=show)
+    first = next((a for a in answers if a.accepted), answers[0])
+    print(json.dumps(first.payload if first.accepted else first.to_dict(), indent=2))
+    summary = lambda_client.summary(answers)
+    print(json.dumps({"function": name, "qualifier": args.qualifier, **summary}))
+    return 0 if summary["errors"] == 0 and summary["accepted"] > 0 else 1
 
 
 def _function_from_outputs(env: str) -> str:

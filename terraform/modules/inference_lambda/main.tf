@@ -18,7 +18,7 @@ resource "aws_lambda_function" "this" {
   source_code_hash               = filebase64sha256(var.zip_path)
   memory_size                    = var.memory_size_mb
   timeout                        = var.timeout_seconds
-  reserved_concurrent_executions = var.concurrency.reserved
+  reserved_concurrent_executions = var.concurrency.reserved == null ? -1 : var.concurrency.reserved # -1: no reservation
   # A new version per code or configuration change, so the alias can move (and roll back).
   publish = true
 

@@ -89,21 +89,21 @@ variable "timeout_seconds" {
 }
 
 variable "concurrency" {
-  description = "Reserved concurrency of the function and provisioned concurrency of the live alias."
+  description = "Reserved concurrency of the function (null: no reservation, the account's unreserved pool) and provisioned concurrency of the live alias."
   type = object({
-    reserved    = optional(number, 10)
+    reserved    = optional(number)
     provisioned = optional(number, 2)
   })
   default = {}
 
   validation {
-    condition     = var.concurrency.reserved >= 1 && floor(var.concurrency.reserved) == var.concurrency.reserved
-    error_message = "The concurrency.reserved must be a whole number of at least 1."
+    condition     = coalesce(var.concurrency.reserved, 1) >= 1 && floor(coalesce(var.concurrency.reserved, 1)) == coalesce(var.concurrency.reserved, 1)
+    error_message = "The concurrency.reserved must be null (no reservation) or a whole number of at least 1. AWS refuses a reservation that leaves the account fewer than 100 unreserved executions, so a new account (concurrency limit 10) cannot reserve any: keep null there (see the module README)."
   }
 
   validation {
-    condition     = var.concurrency.provisioned >= 0 && var.concurrency.provisioned <= var.concurrency.reserved
-    error_message = "The concurrency.provisioned must be between 0 and concurrency.reserved."
+    condition     = var.concurrency.provisioned >= 0 && var.concurrency.provisioned <= coalesce(var.concurrency.reserved, var.concurrency.provisioned)
+    error_message = "The concurrency.provisioned must be between 0 and concurrency.reserved (when a reservation is set)."
   }
 }
 

@@ -67,6 +67,37 @@ run "no_provisioned_concurrency_when_zero" {
   }
 }
 
+run "no_reservation_when_reserved_is_null" {
+  command = plan
+
+  variables {
+    concurrency = { reserved = null, provisioned = 2 }
+  }
+
+  assert {
+    condition     = aws_lambda_function.this.reserved_concurrent_executions == -1
+    error_message = "A null concurrency.reserved must leave the function unreserved (-1)."
+  }
+
+  assert {
+    condition     = aws_lambda_provisioned_concurrency_config.live[0].provisioned_concurrent_executions == 2
+    error_message = "Provisioned concurrency needs no reservation."
+  }
+}
+
+run "no_reservation_by_default" {
+  command = plan
+
+  variables {
+    concurrency = {}
+  }
+
+  assert {
+    condition     = aws_lambda_function.this.reserved_concurrent_executions == -1
+    error_message = "Without concurrency.reserved the function must be unreserved (a new account cannot reserve any)."
+  }
+}
+
 run "reject_provisioned_above_reserved" {
   command = plan
   variables {
@@ -79,6 +110,14 @@ run "reject_zero_reserved" {
   command = plan
   variables {
     concurrency = { reserved = 0, provisioned = 0 }
+  }
+  expect_failures = [var.concurrency]
+}
+
+run "reject_fractional_reserved" {
+  command = plan
+  variables {
+    concurrency = { reserved = 2.5, provisioned = 0 }
   }
   expect_failures = [var.concurrency]
 }
