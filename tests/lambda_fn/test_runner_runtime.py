@@ -81,3 +81,23 @@ def test_runner_unknown_handler_fails_to_initialise(code_dir):
             runner.invoke({})
     finally:
         runner.close()
+
+
+def test_idle_environments_are_reclaimed_but_provisioned_ones_stay(code_dir):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from breedops.local.lambda_runtime import FunctionConfig, Pool
+
+    pool = Pool(FunctionConfig(name="f", code_dir=code_dir, handler="functions.sleepy"),
+                provisioned=1)
+    try:
+        with ThreadPoolExecutor(max_workers=3) as clients:  # three at once: three environments
+            results = list(clients.map(lambda i: pool.invoke(f"r{i}", b'{"seconds": 0.3}', "arn"),
+                                       range(3)))
+        assert not any(r.failed for r in results) and pool.size == 3
+        assert pool.reap(idle_s=3600) == 0  # none idle for long yet
+        assert pool.reap(idle_s=0) == 2 and pool.size == 1  # the provisioned one stays
+        again = pool.invoke("r4", b'{"seconds": 0}', "arn")
+        assert not again.failed and again.init_ms is None  # and serves warm
+    finally:
+        pool.close_all()

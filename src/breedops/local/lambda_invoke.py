@@ -12,8 +12,9 @@ managed Python runtime's own client, awslambdaric) as Lambda runs it:
   credentials (Lambda's own AssumeRole, `service_roles.assume`), never the emulator's or the
   caller's; `AWS_ENDPOINT_URL` is the emulator, other `AWS_ENDPOINT_URL_<SERVICE>` variables
   are those the emulator process was given (local hosting's SageMaker Runtime);
-- environments are reused while the version's code and configuration stay the same; the
-  provisioned concurrency of its aliases and versions keeps that many initialised ahead;
+- environments are reused while the version's code and configuration stay the same, and
+  reclaimed after `BREEDOPS_LAMBDA_IDLE_SECONDS` (600) idle; the provisioned concurrency of
+  its aliases and versions keeps that many initialised ahead;
 - reserved concurrency (`PutFunctionConcurrency`) caps the function's simultaneous
   invocations; the account's concurrency (`BREEDOPS_LAMBDA_ACCOUNT_CONCURRENCY`, 1000 by
   default) caps those of functions without a reservation. Above either, `Invoke` answers 429
@@ -88,6 +89,8 @@ ASYNC_PAYLOAD_LIMIT = 1024 * 1024
 SESSION_SECONDS = 12 * 3600
 CREDENTIAL_MARGIN_S = 15 * 60  # environments are renewed before their role session expires
 EVENT_RETRY_S = 300.0  # how long an asynchronous invocation waits while throttled
+IDLE_VARIABLE = "BREEDOPS_LAMBDA_IDLE_SECONDS"
+DEFAULT_IDLE_S = 600.0  # an idle environment is reclaimed after this (provisioned ones stay)
 INVOCATIONS_PATH = re.compile(r"^/[^/]+/functions/[^/]+/(invocations|invoke-async)/?$")
 ACCOUNT_SETTINGS_PATH = r"{0}/(?P<api_version>[^/]+)/account-settings/?$"
 # Lambda's errors for a caller it cannot authenticate or authorise, by moto's code.
@@ -269,6 +272,7 @@ class _Service:
         self.creating: dict[tuple[str, str, str, str], threading.Lock] = {}
         self.in_flight: Counter[tuple[str, str, str]] = Counter()
         self.unreserved_in_flight: Counter[tuple[str, str]] = Counter()
+        self._reaper: threading.Thread | None = None
 
     # -- concurrency ------------------------------------------------------------------------
     def reserve(self, target: Target) -> Callable[[], None]:
@@ -323,7 +327,23 @@ class _Service:
             entry = _PoolEntry(pool, target.fingerprint, _expiry(credentials), shipper)
             with self.lock:
                 self.pools[target.pool_key] = entry
+                if self._reaper is None:
+                    self._reaper = threading.Thread(target=self._reap, daemon=True,
+                                                    name="lambda-reaper")
+                    self._reaper.start()
             return entry
+
+    def _reap(self) -> None:
+        """Reclaim idle environments, as Lambda does, so a long session does not keep every
+        function's processes forever."""
+        raw = os.environ.get(IDLE_VARIABLE, "").strip()
+        idle_s = float(raw) if raw.replace(".", "", 1).isdigit() else DEFAULT_IDLE_S
+        while True:
+            time.sleep(min(30.0, max(1.0, idle_s / 2)))
+            with self.lock:
+                pools = [entry.pool for entry in self.pools.values()]
+            for pool in pools:
+                pool.reap(idle_s)
 
     @staticmethod
     def _current(entry: _PoolEntry, target: Target) -> bool:
@@ -504,8 +524,9 @@ class _LogShipper:
             except Exception as e:  # noqa: BLE001 -- a log Lambda cannot write is dropped
                 if not self._warned:
                     self._warned = True
-                    log.warning("the log of %s is not written to %s: %s",
-                                self.target.function_name, self.target.log_group, e)
+                    log.warning("the log of %s is not written to %s (dropped, as Lambda "
+                                "drops it): %s", self.target.function_name, self.target.log_group,
+                                " ".join(re.sub(r"<[^>]+>", " ", str(e)).split()))
 
     def _client(self) -> Any:
         import boto3

@@ -282,6 +282,7 @@ class Environment:
         self.init_ms: float | None = None
         self.init_error: tuple[bytes, str] | None = None
         self.dead = False
+        self.last_used = time.monotonic()
         self._ready = threading.Event()
         self._assignments: queue.Queue[_Pending | None] = queue.Queue()
         self._pending: _Pending | None = None
@@ -497,6 +498,7 @@ class Environment:
             self.kill()
         with self._state:
             self._pending = None
+        self.last_used = time.monotonic()
         output = self._collect([])  # what it prints while idle goes with its next invocation
         end_ms = now_ms()
         log_lines = [*earlier, LogLine(started_ms, f"START RequestId: {request_id} "
@@ -687,6 +689,21 @@ class Pool:
                 self.on_log(stream, lines)
             except Exception:
                 log.exception("shipping the log of %s failed", self.config.name)
+
+    def reap(self, idle_s: float) -> int:
+        """Stop environments idle for `idle_s`, as Lambda reclaims them; the provisioned
+        count stays initialised. The number stopped."""
+        now = time.monotonic()
+        with self._lock:
+            keep = sorted(self._idle, key=lambda e: e.last_used, reverse=True)
+            spare = keep[self._provisioned:]
+            stale = [e for e in spare if now - e.last_used >= idle_s]
+            for environment in stale:
+                self._idle.remove(environment)
+                self._all.discard(environment)
+        for environment in stale:
+            environment.close()
+        return len(stale)
 
     @property
     def size(self) -> int:
