@@ -1,9 +1,9 @@
 """Roles for tests against the emulator, which enforces IAM as AWS does.
 
-`create_execution_role` gives a SageMaker execution role the job contract on one bucket (read
-`code/`, `data/` and `checkpoints/`, write `jobs/` and `checkpoints/`, its logs and metrics),
-so a test job succeeds or fails for the reason it tests, not for a missing grant. The product's
-own policies are proven by tests/security, from the Terraform that deploys them.
+`create_execution_role` gives a SageMaker execution role what a job needs on its own test
+bucket (read and write its objects, its logs and metrics), so a test job succeeds or fails
+for the reason it tests, not for a missing grant. The product's own, prefix-scoped policies are
+proven by tests/security, from the Terraform that deploys them.
 """
 
 from __future__ import annotations
@@ -16,15 +16,13 @@ SAGEMAKER_TRUST = {"Version": "2012-10-17", "Statement": [{
 
 
 def job_policy(bucket: str) -> dict:
-    """What a training job needs on `bucket`, by the S3 layout of the job contract."""
+    """What a training job needs: its bucket's objects, its logs and its metrics."""
     arn = f"arn:aws:s3:::{bucket}"
     return {"Version": "2012-10-17", "Statement": [
         {"Sid": "List", "Effect": "Allow", "Action": "s3:ListBucket", "Resource": arn},
-        {"Sid": "Read", "Effect": "Allow", "Action": "s3:GetObject",
-         "Resource": [f"{arn}/code/*", f"{arn}/data/*", f"{arn}/checkpoints/*",
-                      f"{arn}/jobs/*"]},
-        {"Sid": "Write", "Effect": "Allow", "Action": ["s3:PutObject", "s3:AbortMultipartUpload"],
-         "Resource": [f"{arn}/jobs/*", f"{arn}/checkpoints/*"]},
+        {"Sid": "ReadWrite", "Effect": "Allow",
+         "Action": ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
+         "Resource": f"{arn}/*"},
         {"Sid": "Logs", "Effect": "Allow",
          "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents",
                     "logs:DescribeLogStreams"],

@@ -11,6 +11,8 @@ from pathlib import Path
 
 DEFAULT_REGION = "us-east-1"
 DEFAULT_PROJECT = "breedops"
+# The bucket prefix of staged job source (Terraform's iam module default: code_prefix).
+DEFAULT_CODE_PREFIX = "code"
 ENVIRONMENTS = ("local", "aws")
 
 

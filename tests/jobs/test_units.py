@@ -36,12 +36,15 @@ def test_metric_regexes_ignore_a_nan_loss() -> None:
     assert "valid_loss" not in parse_metrics("epoch=1; train_loss=nan; valid_loss=nan;")
 
 
-def test_job_names_fit_sagemaker_limits() -> None:
-    tune = naming.job_name("tune", naming.TUNING_JOB_NAME_MAX)
-    train = naming.job_name("train")
-    assert len(tune) <= 32 and re.fullmatch(r"breedops-tune-\d{8}-\d{6}-[0-9a-f]{2,}", tune)
-    assert len(train) <= 63 and re.fullmatch(r"breedops-train-\d{8}-\d{6}-[0-9a-f]{6}", train)
+def test_job_names_fit_sagemaker_limits_and_start_with_the_prefix() -> None:
+    tune = naming.job_name("tune", naming.TUNING_JOB_NAME_MAX, project="breedops-aws")
+    train = naming.job_name("train", project="breedops-aws")
+    assert len(tune) <= 32 and re.fullmatch(r"breedops-aws-tune-\d{12}", tune)
+    assert len(train) <= 63 and re.fullmatch(r"breedops-aws-train-\d{12}-[0-9a-f]{6}", train)
     assert len(naming.trial_job_name(tune, 999)) <= 63
+    # The local prefix fills a tuning job name exactly: no room for a random suffix.
+    local = naming.job_name("tune", naming.TUNING_JOB_NAME_MAX, project="breedops-local")
+    assert len(local) == 32 and local.startswith("breedops-local-tune-")
     with pytest.raises(ValueError, match="exceed 20"):
         naming.job_name("tune", 20)
 

@@ -484,10 +484,10 @@ def test_create_training_job_with_duplicate_name_is_resource_in_use(account, com
 
 def test_train_with_container_entrypoint_maps_opt_ml_to_host_folder(account):
     code = textwrap.dedent(ENTRYPOINT_SCRIPT).encode()
-    account.s3.put_object(Bucket=account.bucket, Key="entry/code/train.py", Body=code)
+    account.s3.put_object(Bucket=account.bucket, Key="code/entry/train.py", Body=code)
     name = unique("entry")
     request = account.training_request(name, ENTRYPOINT_SCRIPT,
-                                       channels=[account.channel("code", "entry/code/")])
+                                       channels=[account.channel("code", "code/entry/")])
     request["HyperParameters"] = {"unused": "1"}
     request["AlgorithmSpecification"].update({
         "ContainerEntrypoint": ["/bin/bash"],

@@ -1,4 +1,9 @@
-"""Job names as `<project>-<kind>-<yyyymmdd-hhmmss>-<random>`, within SageMaker's limits."""
+"""Job names as `<prefix>-<kind>-<yymmddHHMMSS>[-<random>]`, within SageMaker's limits.
+
+The prefix is the project's resource name prefix (`breedops-local`, `breedops-aws`): the
+operator's policy allows jobs whose names start with `<prefix>-`, and a tuning job's trials
+(`<tuning-job>-NNN-<hash>`) inherit it.
+"""
 
 from __future__ import annotations
 
@@ -13,16 +18,15 @@ TUNING_JOB_NAME_MAX = 32
 
 def job_name(kind: str, max_length: int = TRAINING_JOB_NAME_MAX,
              project: str = DEFAULT_PROJECT, now: float | None = None) -> str:
-    """A unique name; the random suffix shrinks (to 2 hex digits) to fit `max_length`."""
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now))
-    stem = f"{project}-{kind}-{stamp}-"
-    room = min(6, max_length - len(stem))
-    if room < 2:
-        raise ValueError(f"a {kind!r} job name would exceed {max_length} characters")
-    return stem + secrets.token_hex(3)[:room]
+    """A name unique to the second, with as much random suffix (2 to 6 hex digits) as fits."""
+    stem = f"{project}-{kind}-{time.strftime('%y%m%d%H%M%S', time.gmtime(now))}"
+    if len(stem) > max_length:
+        raise ValueError(f"a {kind!r} job name for the prefix {project!r} would exceed "
+                         f"{max_length} characters: use a shorter project name")
+    room = min(6, max_length - len(stem) - 1)
+    return stem + (f"-{secrets.token_hex(3)[:room]}" if room >= 2 else "")
 
 
 def trial_job_name(tuning_job_name: str, trial_number: int) -> str:
     """A tuning trial's training job name, shaped like SageMaker's `<tuning>-<NNN>-<hash>`."""
     return f"{tuning_job_name}-{trial_number:03d}-{secrets.token_hex(4)}"
-

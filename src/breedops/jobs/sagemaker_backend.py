@@ -45,7 +45,6 @@ VALIDATE_ROLE_VARIABLE = "SAGEMAKER_VALIDATE_ROLE"
 TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 ENTRY_SCRIPT = "train_entry.py"
-CODE_PREFIX = "code"
 # What the entry point imports, relative to the breedops package (nothing that needs boto3).
 STAGED_FILES = ("errors.py", "data/__init__.py", "data/layout.py", "modeling/*.py",
                 "training/*.py", "serving/inference.py")
@@ -114,8 +113,10 @@ class SageMakerBackend:
         self._staging = tempfile.TemporaryDirectory(prefix="breedops-source-")
         self.source_dir = stage_source_dir(Path(self._staging.name))
 
-    def model_trainer(self, request: TrainingRequest, job_name: str) -> Any:
-        """The ModelTrainer for `request` (a tuner uses it as its training job definition)."""
+    def model_trainer(self, request: TrainingRequest, job_name: str,
+                      source_dir: str | None = None) -> Any:
+        """The ModelTrainer for `request` (a tuner uses it as its training job definition);
+        `source_dir` is the staged source's S3 URI (default: the local staging folder)."""
         from sagemaker.core import image_uris
         from sagemaker.core.helper.session_helper import Session
         from sagemaker.core.shapes import StoppingCondition
@@ -139,11 +140,12 @@ class SageMakerBackend:
             # The data bucket, not the SDK's default one: the execution role can reach it, and
             # naming the bucket spares an STS call on a hard-coded regional endpoint.
             sagemaker_session=Session(default_bucket=request.bucket,
-                                      default_bucket_prefix=CODE_PREFIX),
+                                      default_bucket_prefix=request.code_prefix),
             training_image=image,
             role=request.role_arn,
             base_job_name=job_name,
-            source_code=SourceCode(source_dir=str(self.source_dir), entry_script=ENTRY_SCRIPT,
+            source_code=SourceCode(source_dir=source_dir or str(self.source_dir),
+                                   entry_script=ENTRY_SCRIPT,
                                    requirements="requirements.txt"),
             distributed=Torchrun() if request.instance_count > 1 else None,
             compute=Compute(instance_type=request.instance_type,
@@ -179,7 +181,9 @@ class SageMakerBackend:
         The SDK appends its own timestamp to `job_name` (its base job name); the checkpoint
         prefix is `checkpoints/<job_name>/`, stable across the job's spot restarts.
         """
-        job_name = job_name or naming.job_name("train", naming.TRAINING_JOB_NAME_MAX - 15)
+        # The SDK appends "-<yyyymmddHHMMSS>" (15 characters) to its base job name.
+        job_name = job_name or naming.job_name("train", naming.TRAINING_JOB_NAME_MAX - 15,
+                                               request.name_prefix)
         trainer = self.model_trainer(request, job_name)
         trainer.train(input_data_config=self.input_data(request), wait=False)
         name = trainer._latest_training_job.training_job_name
@@ -233,10 +237,12 @@ class SageMakerBackend:
         from sagemaker.core.parameter import ContinuousParameter, IntegerParameter
         from sagemaker.train.tuner import HyperparameterTuner
 
-        job_name = job_name or naming.job_name("tune", naming.TUNING_JOB_NAME_MAX)
+        job_name = job_name or naming.job_name("tune", naming.TUNING_JOB_NAME_MAX,
+                                               request.training.name_prefix)
         ranges = request.ranges
         tuner = HyperparameterTuner(
-            model_trainer=self.model_trainer(request.training, job_name),
+            model_trainer=self.model_trainer(request.training, job_name,
+                                             self._stage_source(request.training, job_name)),
             objective_metric_name=OBJECTIVE_METRIC,
             objective_type=OBJECTIVE_TYPE,
             metric_definitions=[dict(d) for d in METRIC_DEFINITIONS],
@@ -255,6 +261,15 @@ class SageMakerBackend:
         if wait:
             self.wait_for_tuning(job_name)
         return job_name
+
+    def _stage_source(self, request: TrainingRequest, job_name: str) -> str:
+        """The source as `<code prefix>/<job>/sourcedir.tar.gz`: the tuner would otherwise
+        upload it under `<job>/` at the bucket's root, outside the staging prefix that the
+        operator may write and the execution role may read."""
+        from breedops.jobs.source_bundle import upload_training_source
+
+        return upload_training_source(self.s3, request.bucket,
+                                      f"{request.code_prefix}/{job_name}/sourcedir.tar.gz")
 
     def wait_for_tuning(self, name: str) -> None:
         """Poll the tuning job until it ends, logging each trial as it finishes."""

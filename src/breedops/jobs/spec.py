@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from breedops.errors import ConfigurationError
+from breedops.settings import DEFAULT_CODE_PREFIX, DEFAULT_PROJECT
 from breedops.training.train import DEFAULTS
 
 CHANNELS = ("train", "valid", "test")
@@ -75,6 +76,10 @@ class TrainingRequest:
     max_run_s: int = DEFAULT_MAX_RUN_S
     max_wait_s: int = DEFAULT_MAX_WAIT_S
     tags: dict[str, str] = field(default_factory=dict)
+    # Job names start with `<name_prefix>-`: the operator's policy allows only those.
+    name_prefix: str = DEFAULT_PROJECT
+    # Where the SDK stages the job's source: the operator writes it, the execution role reads it.
+    code_prefix: str = DEFAULT_CODE_PREFIX
 
     def __post_init__(self) -> None:
         if self.instance_count < 1:

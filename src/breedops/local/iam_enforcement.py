@@ -31,6 +31,8 @@ from fnmatch import fnmatchcase
 from typing import Any
 from urllib.parse import unquote
 
+from breedops.local import implied_actions
+
 ENFORCEMENT_VARIABLE = "INITIAL_NO_AUTH_ACTION_COUNT"
 # Request parameters whose name gives the SageMaker resource, in the order that decides it.
 SAGEMAKER_NAME_PARAMETERS = (
@@ -234,9 +236,17 @@ def _evaluate_conditions() -> None:
         self._action = ACTION_NAMES.get(self._action, self._action)
         context = {**(_response_context.get() or {}), **request_context(self._data)}
         _response_context.set(None)
+        principal = self._access_key.arn
         token = _request_context.set(context)
         try:
-            original_check(self, resource)
+            try:
+                original_check(self, resource)
+            except Exception:
+                implied_actions.record(principal, self._action, resource, context, False)
+                raise
+            if self._action != "sts:GetCallerIdentity":
+                implied_actions.record(principal, self._action, resource, context, True)
+            _check_implied(self, resource)
         finally:
             _request_context.reset(token)
 
@@ -263,19 +273,47 @@ def _evaluate_conditions() -> None:
     IAMPolicyStatement._breedops_enforcement = True
 
 
-def is_allowed(policies: list[str | dict[str, Any]], action: str, resource: str,
-               context: dict[str, str] | None = None) -> bool:
+def _check_implied(request: Any, resource: str) -> None:
+    """What AWS checks besides the request's own action (PassRole, KMS through S3), each
+    against the caller's policies; denied with AWS's message naming the implied action."""
+    try:
+        params = json.loads(request._body or b"{}")
+    except (TypeError, ValueError):
+        params = {}
+    if not isinstance(params, dict) or not params:
+        params = {k: v[0] if isinstance(v, list) and v else v
+                  for k, v in (request._data or {}).items()}
+    headers = {k.lower(): v for k, v in dict(request._headers).items()}
+    checks = implied_actions.implied(request._action, resource, params, headers,
+                                     request.account_id, request._region)
+    principal = request._access_key.arn
+    for check in checks:
+        allowed = is_allowed(request._access_key.collect_policies(), check.action,
+                             check.resource, check.context)
+        implied_actions.record(principal, check.action, check.resource, check.context, allowed)
+        if not allowed:
+            request._action = check.action
+            request._raise_access_denied()
+
+
+def is_allowed(policies: list[Any], action: str, resource: str,
+               context: dict[str, str] | None = None, principal: str | None = None) -> bool:
     """Whether identity `policies` allow `action` on `resource`, as the patched emulator decides.
 
-    For calls the emulator does not serve, such as SageMaker Runtime's `InvokeEndpoint`.
+    For calls the emulator makes on a principal's behalf (a job reading its channels) and the
+    implied checks; with `principal`, the decision goes to the audit.
     """
     from moto.iam.access_control import IAMPolicy, PermissionResult
 
     _evaluate_conditions()
     token = _request_context.set(context or {})
     try:
-        results = [IAMPolicy(json.dumps(p) if isinstance(p, dict) else p)
+        # A policy document as a dict, or what moto's collect_policies() gives (kept as is).
+        results = [IAMPolicy(json.dumps(p) if isinstance(p, dict) and "Statement" in p else p)
                    .is_action_permitted(action, resource) for p in policies]
     finally:
         _request_context.reset(token)
-    return PermissionResult.DENIED not in results and PermissionResult.PERMITTED in results
+    allowed = PermissionResult.DENIED not in results and PermissionResult.PERMITTED in results
+    if principal is not None:
+        implied_actions.record(principal, action, resource, context or {}, allowed)
+    return allowed

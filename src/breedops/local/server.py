@@ -17,6 +17,7 @@ from typing import Any
 
 from breedops.local import iam_enforcement
 from breedops.local.credentials import ADMIN_USER, EmulatorCredentials, from_environment
+from breedops.local.implied_actions import AUDIT_FILE_VARIABLE
 from breedops.settings import DEFAULT_REGION
 
 log = logging.getLogger("breedops.local.server")
@@ -63,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # IAM is enforced from the first request, as on AWS; the bootstrap admin holds the first key.
     os.environ.setdefault(iam_enforcement.ENFORCEMENT_VARIABLE, "0")
+    if args.state_dir:  # every IAM decision, for the deny-matrix tests and for review
+        os.environ.setdefault(AUDIT_FILE_VARIABLE, str(args.state_dir / "iam-audit.jsonl"))
     # moto reads its settings at import time, so the imports come after argument parsing.
     from moto.moto_server.werkzeug_app import (
         DomainDispatcherApplication,

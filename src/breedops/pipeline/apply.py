@@ -20,6 +20,7 @@ from typing import Any
 
 from breedops import settings
 from breedops.errors import BreedopsError, ConfigurationError
+from breedops.pipeline.principals import OPERATOR, Principals
 from breedops.pipeline.stages import (
     Outputs,
     Stage,
@@ -106,7 +107,7 @@ def _services(options: PipelineOptions) -> Stage:
             if options.env == "local" else
             "configure credentials (aws configure / AWS_PROFILE / SSO) for the target account")
     return Stage("services", "local services" if options.env == "local" else "AWS credentials",
-                 lambda _: None, run, hint, always_run=True)
+                 lambda _: None, run, hint, always_run=True, principal=None)
 
 
 def _base(options: PipelineOptions) -> Stage:
@@ -152,7 +153,8 @@ def _data(options: PipelineOptions) -> Stage:
 
     hint = ("for digits, check scikit-learn is installed (make setup); for a folder, it needs "
             "train/ valid/ test/ with the same class folders in each")
-    return Stage("data", f"data: prepare {name} and upload it", fingerprint, run, hint)
+    return Stage("data", f"data: prepare {name} and upload it", fingerprint, run, hint,
+                 principal=OPERATOR)
 
 
 def _training_request(options: PipelineOptions, out: Outputs, **overrides: Any):
@@ -165,6 +167,7 @@ def _training_request(options: PipelineOptions, out: Outputs, **overrides: Any):
     return TrainingRequest(
         bucket=tf["bucket_name"], dataset=out["dataset"],
         role_arn=tf["sagemaker_execution_role_arn"], hyperparameters=hyperparameters,
+        name_prefix=tf["name_prefix"], code_prefix=tf["code_prefix"],
         instance_type="ml.m5.large" if options.env == "local" else DEFAULT_INSTANCE_TYPE,
     )
 
@@ -196,7 +199,8 @@ def _tune(options: PipelineOptions) -> Stage:
 
     return Stage("tune", f"tuning job: {options.trials} trials, {options.parallel_trials} in "
                  "parallel", fingerprint, run,
-                 "the failing trial's log is named above; fix the cause and re-run make apply")
+                 "the failing trial's log is named above; fix the cause and re-run make apply",
+                 principal=OPERATOR)
 
 
 def _train(options: PipelineOptions) -> Stage:
@@ -227,7 +231,8 @@ def _train(options: PipelineOptions) -> Stage:
 
     return Stage("train", "training job with the best hyperparameters -> artifacts file",
                  fingerprint, run,
-                 "the job's log is named above; fix the cause and re-run make apply")
+                 "the job's log is named above; fix the cause and re-run make apply",
+                 principal=OPERATOR)
 
 
 def _serving(options: PipelineOptions) -> Stage:
@@ -261,7 +266,8 @@ def _smoke_test(options: PipelineOptions) -> Stage:
                 "smoke_correct": _same_class(top, true_label)}
 
     return Stage("smoke", "smoke test: a held-out test image through the Lambda", lambda _: None,
-                 run, "see .local/hosting.log for the endpoint's side", always_run=True)
+                 run, "see .local/hosting.log for the endpoint's side", always_run=True,
+                 principal=OPERATOR)
 
 
 def _same_class(prediction: dict[str, Any], true_label: str) -> bool:
@@ -336,7 +342,8 @@ def apply(options: PipelineOptions, out=sys.stdout) -> dict[str, Any]:
         raise ConfigurationError(f"{lambda_zip()} is missing: run `make lambda` first")
     started = time.monotonic()
     ledger = StageLedger(pipeline_dir(options.env) / "ledger.json")
-    outputs, timeline = run_stages(build_stages(options), ledger, force=options.force)
+    outputs, timeline = run_stages(build_stages(options), ledger, force=options.force,
+                                   act_as=Principals().act_as)
     summary = make_summary(options, outputs, timeline, time.monotonic() - started)
     path = pipeline_dir(options.env) / SUMMARY_FILE
     path.write_text(json.dumps(summary, indent=2, default=str))
@@ -345,7 +352,7 @@ def apply(options: PipelineOptions, out=sys.stdout) -> dict[str, Any]:
 
 
 def make_summary(options: PipelineOptions, outputs: Outputs,
-                 timeline: list[tuple[str, str, float]], seconds: float) -> dict[str, Any]:
+                 timeline: list[tuple[str, str, float, str]], seconds: float) -> dict[str, Any]:
     from breedops.jobs.sagemaker_backend import training_log_command
     from breedops.terraform.runner import run
 
@@ -355,7 +362,8 @@ def make_summary(options: PipelineOptions, outputs: Outputs,
     return {
         "env": options.env,
         "seconds": round(seconds, 1),
-        "stages": [{"stage": s, "outcome": o, "seconds": round(t, 1)} for s, o, t in timeline],
+        "stages": [{"stage": s, "outcome": o, "seconds": round(t, 1), "principal": who}
+                   for s, o, t, who in timeline],
         "resources": len([a for a in state if not a.split(".")[-2].startswith("data")
                           and ".data." not in f".{a}"]),
         "tuning_job_name": outputs["tuning_job_name"],
@@ -390,10 +398,16 @@ def render_summary(s: dict[str, Any]) -> str:
     ran = ", ".join(f"{x['stage']} {x['seconds']}s" if x["outcome"] == "ran"
                     else f"{x['stage']} skipped" for x in s["stages"])
     hp = ", ".join(f"{k}={v}" for k, v in sorted(s["best_hyperparameters"].items()))
+    ran_as: dict[str, list[str]] = {}
+    for x in s["stages"]:
+        if x.get("principal"):
+            ran_as.setdefault(x["principal"], []).append(x["stage"])
     lines = [
         "",
         f"breedops: {s['env']} pipeline complete in {s['seconds']}s ({ran})",
         f"  resources          {s['resources']} in Terraform state",
+        *(f"  {'ran as' if i == 0 else '':<19}{arn} ({', '.join(stages)})"
+          for i, (arn, stages) in enumerate(ran_as.items())),
         f"  tuning job         {s['tuning_job_name']}",
         f"  best hyperparams   {hp}",
         f"  training job       {s['training_job_name']}",

@@ -16,6 +16,8 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager as ContextManager
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +53,9 @@ class Stage:
     always_run: bool = False
     # Whether what a finished run produced still exists (e.g. the emulator was wiped).
     still_valid: Callable[[Outputs], bool] = lambda _outputs: True
+    # Who runs it (see principals.py): Terraform stages the deployer, the others the operator;
+    # None for a stage that makes no AWS call as anyone (starting the local services).
+    principal: str | None = "deployer"
 
 
 @dataclass
@@ -113,13 +118,19 @@ class StageLedger:
         self.save()
 
 
+def _as_caller(_principal: str, _outputs: Outputs) -> ContextManager[str]:
+    return nullcontext("the caller")
+
+
 def run_stages(
-    stages: list[Stage], ledger: StageLedger, *, out=sys.stderr, force: bool = False
-) -> tuple[Outputs, list[tuple[str, str, float]]]:
-    """Run `stages` in order, skipping unchanged ones. Returns merged outputs and a timeline
-    of (stage, "ran"|"skipped", seconds)."""
+    stages: list[Stage], ledger: StageLedger, *, out=sys.stderr, force: bool = False,
+    act_as: Callable[[str, Outputs], ContextManager[str]] = _as_caller,
+) -> tuple[Outputs, list[tuple[str, str, float, str]]]:
+    """Run `stages` in order, skipping unchanged ones, each inside `act_as(stage.principal,
+    outputs)`, which yields the ARN it runs as. Returns merged outputs and a timeline of
+    (stage, "ran"|"skipped", seconds, ARN it ran as)."""
     outputs: Outputs = {}
-    timeline: list[tuple[str, str, float]] = []
+    timeline: list[tuple[str, str, float, str]] = []
     started = time.monotonic()
     invalidated = force
     for index, stage in enumerate(stages, start=1):
@@ -137,7 +148,7 @@ def run_stages(
             and stage.still_valid(record.outputs)
         ):
             outputs.update(record.outputs)
-            timeline.append((stage.name, "skipped", 0.0))
+            timeline.append((stage.name, "skipped", 0.0, ""))
             print(f"{prefix} ... unchanged, skipped  [{_clock(started)}]", file=out, flush=True)
             continue
         if record is not None and not stage.always_run:
@@ -150,10 +161,13 @@ def run_stages(
         if not stage.always_run:
             invalidated = True
             ledger.forget_from([s.name for s in stages[index - 1 :]])
-        print(f"{prefix} ...  [{_clock(started)}]", file=out, flush=True)
         t0 = time.monotonic()
         try:
-            produced = stage.run(dict(outputs)) or {}
+            principal = stage.principal
+            with act_as(principal, outputs) if principal else nullcontext("") as arn:
+                who = f"as {principal} {arn}  " if principal else ""
+                print(f"{prefix} ...  {who}[{_clock(started)}]", file=out, flush=True)
+                produced = stage.run(dict(outputs)) or {}
         except BreedopsError as e:
             raise StageFailed(stage.name, e, stage.hint) from e
         except KeyboardInterrupt:
@@ -163,7 +177,7 @@ def run_stages(
         outputs.update(produced)
         ledger.records[stage.name] = StageRecord(fingerprint, produced, seconds)
         ledger.save()
-        timeline.append((stage.name, "ran", seconds))
+        timeline.append((stage.name, "ran", seconds, arn))
         print(f"{prefix} done in {seconds:.1f}s  [{_clock(started)}]", file=out, flush=True)
     return outputs, timeline
 

@@ -16,4 +16,5 @@ module "platform" {
   create_training_instance = var.create_training_instance
   endpoint                 = var.endpoint
   inference_lambda         = var.inference_lambda
+  operator_principals      = var.operator_principals
 }

@@ -59,3 +59,9 @@ variable "inference_lambda" {
   type        = any
   default     = {}
 }
+
+variable "operator_principals" {
+  description = "IAM principal ARNs (the CI role, operators' SSO roles) that may assume the operator role; the pipeline then runs every non-Terraform stage as it. Empty: it runs as the caller."
+  type        = list(string)
+  default     = []
+}

@@ -1,3 +1,5 @@
+data "aws_caller_identity" "current" {}
+
 locals {
   tags = {
     Project     = var.project
@@ -16,6 +18,9 @@ module "platform" {
   create_training_instance = var.create_training_instance
   endpoint                 = var.endpoint
   inference_lambda         = var.inference_lambda
+  # The pipeline's stages run as the operator role, assumed by the emulator's bootstrap admin
+  # (who also runs Terraform), as on AWS a CI role would.
+  operator_principals = [data.aws_caller_identity.current.arn]
   # The emulator answers plain HTTP on 127.0.0.1 and evaluates bucket policies, so the TLS-only
   # policy would deny every object request here; the aws root keeps it.
   deny_insecure_transport = false

@@ -24,6 +24,16 @@ output "operator_policy_arn" {
   value       = module.platform.operator_policy_arn
 }
 
+output "operator_role_arn" {
+  description = "ARN of the operator role the pipeline assumes (null: the pipeline runs as the caller)."
+  value       = module.platform.operator_role_arn
+}
+
+output "code_prefix" {
+  description = "Bucket prefix where the pipeline stages job source."
+  value       = module.platform.code_prefix
+}
+
 output "endpoint_name" {
   description = "Name of the SageMaker endpoint (null until an artifact exists)."
   value       = module.platform.endpoint_name

@@ -9,6 +9,10 @@ locals {
   account_id = data.aws_caller_identity.current.account_id
   region     = data.aws_region.current.name
   arn_prefix = "arn:${local.partition}:sagemaker:${local.region}:${local.account_id}"
+  s3_service = "s3.${local.region}.amazonaws.com"
+  # Jobs the operator may manage; a tuning job's trials are named <tuning-job>-NNN-<hash>.
+  job_name_pattern = "${var.name_prefix}-*"
+  training_log_arn = "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:/aws/sagemaker/TrainingJobs"
 
   # SageMaker stores resource names lowercased in ARNs.
   endpoint_arn         = "${local.arn_prefix}:endpoint/${lower(var.endpoint_name)}"
@@ -24,11 +28,17 @@ locals {
 # Shared building blocks: S3 by prefix and use of the bucket key
 ################################################################################
 
+# The roles reach the bucket key only through S3 (SSE-KMS reads and writes), never directly.
 data "aws_iam_policy_document" "kms_use" {
   statement {
-    sid       = "UseBucketKey"
-    actions   = ["kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"]
+    sid       = "UseBucketKeyThroughS3"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
     resources = [var.kms_key_arn]
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = [local.s3_service]
+    }
   }
 }
 
@@ -62,12 +72,23 @@ data "aws_iam_policy_document" "s3_training" {
 ################################################################################
 
 data "aws_iam_policy_document" "sagemaker_assume" {
+  # SageMaker assumes the role only for this account's own jobs and endpoints (confused deputy).
   statement {
     sid     = "SageMakerAssumeRole"
     actions = ["sts:AssumeRole"]
     principals {
       type        = "Service"
       identifiers = ["sagemaker.amazonaws.com"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+    condition {
+      test     = "ArnLike"
+      variable = "aws:SourceArn"
+      values   = ["${local.arn_prefix}:*"]
     }
   }
 }
@@ -83,6 +104,24 @@ data "aws_iam_policy_document" "sagemaker_execution" {
     sid       = "ReadJobArtifacts"
     actions   = ["s3:GetObject"]
     resources = ["${var.bucket_arn}/jobs/*"]
+  }
+
+  # A job downloads the source the operator staged (the SDK's sourcedir and drivers channels).
+  statement {
+    sid       = "ReadJobSource"
+    actions   = ["s3:GetObject"]
+    resources = ["${var.bucket_arn}/${var.code_prefix}/*"]
+  }
+
+  statement {
+    sid       = "ListJobSource"
+    actions   = ["s3:ListBucket"]
+    resources = [var.bucket_arn]
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = ["${var.code_prefix}/*"]
+    }
   }
 
   statement {
@@ -221,6 +260,13 @@ data "aws_iam_policy_document" "training_instance" {
     data.aws_iam_policy_document.kms_use.json,
   ]
 
+  # The user data downloads the training source (<code_prefix>/breedops.tar.gz) by its key: no listing.
+  statement {
+    sid       = "ReadTrainingSource"
+    actions   = ["s3:GetObject"]
+    resources = ["${var.bucket_arn}/${var.code_prefix}/*"]
+  }
+
   # Session Manager instead of SSH: the agent registers itself and opens its channels.
   # These ssmmessages/ec2messages actions have no resource type; AWS only allows Resource "*".
   statement {
@@ -284,6 +330,7 @@ resource "aws_iam_instance_profile" "training_instance" {
 ################################################################################
 
 data "aws_iam_policy_document" "operator" {
+  # Each statement is a call the pipeline makes (src/breedops/pipeline, jobs/sagemaker_backend).
   statement {
     sid = "ManageProjectJobsAndModels"
     actions = [
@@ -294,14 +341,11 @@ data "aws_iam_policy_document" "operator" {
       "sagemaker:DescribeHyperParameterTuningJob",
       "sagemaker:StopHyperParameterTuningJob",
       "sagemaker:ListTrainingJobsForHyperParameterTuningJob",
-      "sagemaker:CreateModel",
-      "sagemaker:DescribeModel",
       "sagemaker:AddTags",
     ]
     resources = [
-      "${local.arn_prefix}:training-job/${var.name_prefix}*",
-      "${local.arn_prefix}:hyper-parameter-tuning-job/${var.name_prefix}*",
-      "${local.arn_prefix}:model/${var.name_prefix}*",
+      "${local.arn_prefix}:training-job/${local.job_name_pattern}",
+      "${local.arn_prefix}:hyper-parameter-tuning-job/${local.job_name_pattern}",
     ]
   }
 
@@ -316,13 +360,20 @@ data "aws_iam_policy_document" "operator" {
     }
   }
 
-  # The pipeline uploads the dataset and checks that the trained artifact landed.
   statement {
-    sid       = "UploadDataReadArtifacts"
+    sid       = "UploadData"
     actions   = ["s3:PutObject", "s3:GetObject"]
     resources = ["${var.bucket_arn}/data/*"]
   }
 
+  # The SDK uploads each job's source (sourcedir, drivers) and the EC2 path's bundle here.
+  statement {
+    sid       = "StageJobSource"
+    actions   = ["s3:PutObject", "s3:GetObject"]
+    resources = ["${var.bucket_arn}/${var.code_prefix}/*"]
+  }
+
+  # Plots and metrics come back in the job's output.tar.gz; the smoke test reads nothing else.
   statement {
     sid       = "ReadJobArtifacts"
     actions   = ["s3:GetObject"]
@@ -336,20 +387,77 @@ data "aws_iam_policy_document" "operator" {
     condition {
       test     = "StringLike"
       variable = "s3:prefix"
-      values   = ["data/*", "jobs/*"]
+      # The SDK probes the staging prefix itself (`Prefix=code`) before it uploads.
+      values = ["data/*", "jobs/*", var.code_prefix, "${var.code_prefix}/*"]
     }
   }
 
   statement {
-    sid       = "UseBucketKey"
+    sid       = "UseBucketKeyThroughS3"
     actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
     resources = [var.kms_key_arn]
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = [local.s3_service]
+    }
+  }
+
+  # Waiting on a job streams its log (DescribeLogStreams, GetLogEvents); the summary's metrics
+  # fall back to FilterLogEvents. Only the project's own jobs' streams.
+  statement {
+    sid       = "ReadTrainingJobLogs"
+    actions   = ["logs:DescribeLogStreams", "logs:FilterLogEvents"]
+    resources = [local.training_log_arn, "${local.training_log_arn}:*"]
+  }
+
+  statement {
+    sid       = "ReadTrainingJobLogStreams"
+    actions   = ["logs:GetLogEvents"]
+    resources = ["${local.training_log_arn}:log-stream:${local.job_name_pattern}"]
+  }
+
+  # The smoke test invokes the deployed function through its alias.
+  statement {
+    sid       = "InvokeTheFunctionAlias"
+    actions   = ["lambda:InvokeFunction"]
+    resources = ["arn:${local.partition}:lambda:${local.region}:${local.account_id}:function:${var.lambda_function_name}:${var.lambda_alias}"]
   }
 }
 
 resource "aws_iam_policy" "operator" {
   name        = "${var.name_prefix}-operator"
-  description = "Runs the ${var.name_prefix} pipeline: project-prefixed SageMaker jobs and models, data upload."
+  description = "Runs the ${var.name_prefix} pipeline: project-prefixed SageMaker jobs, data upload, the smoke test."
   policy      = data.aws_iam_policy_document.operator.json
   tags        = var.tags
+}
+
+# Assumed by the pipeline for every stage that is not Terraform (locally always; on AWS when
+# operator_principals names who may run the pipeline).
+data "aws_iam_policy_document" "operator_assume" {
+  statement {
+    sid     = "PipelineRunnersAssumeRole"
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "AWS"
+      identifiers = var.operator_principals
+    }
+  }
+}
+
+resource "aws_iam_role" "operator" {
+  count = length(var.operator_principals) > 0 ? 1 : 0
+
+  name                 = "${var.name_prefix}-operator"
+  description          = "Runs the ${var.name_prefix} pipeline stages that are not Terraform."
+  assume_role_policy   = data.aws_iam_policy_document.operator_assume.json
+  max_session_duration = 3600
+  tags                 = var.tags
+}
+
+resource "aws_iam_role_policy_attachment" "operator" {
+  count = length(var.operator_principals) > 0 ? 1 : 0
+
+  role       = aws_iam_role.operator[0].name
+  policy_arn = aws_iam_policy.operator.arn
 }

@@ -90,3 +90,31 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "code_prefix" {
+  description = "Bucket prefix where the operator stages job source (the SDK's sourcedir, the EC2 bundle) and the roles read it."
+  type        = string
+  default     = "code"
+
+  validation {
+    condition     = can(regex("^[a-z0-9][a-z0-9-]*$", var.code_prefix))
+    error_message = "The code_prefix must be lowercase letters, digits or hyphens, without slashes."
+  }
+}
+
+variable "operator_principals" {
+  description = "IAM principal ARNs (users or roles) that may assume the operator role to run the pipeline. Empty: no role is created; attach operator_policy_arn to the caller instead."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for arn in var.operator_principals : can(regex("^arn:aws[a-z-]*:(iam|sts)::[0-9]{12}:", arn))])
+    error_message = "The operator_principals must be IAM user or role ARNs such as arn:aws:iam::123456789012:role/ci."
+  }
+}
+
+variable "lambda_alias" {
+  description = "The Lambda alias the pipeline's smoke test invokes."
+  type        = string
+  default     = "live"
+}

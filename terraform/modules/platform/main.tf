@@ -27,6 +27,7 @@ module "iam" {
   lambda_function_name             = local.lambda_function_name
   lambda_tracing_enabled           = var.inference_lambda.tracing_enabled
   create_training_instance_profile = var.create_training_instance
+  operator_principals              = var.operator_principals
 }
 
 module "training_instance" {

@@ -42,3 +42,13 @@ output "training_instance_id" {
   description = "ID of the EC2 training instance (null unless create_training_instance)."
   value       = module.training_instance.instance_id
 }
+
+output "operator_role_arn" {
+  description = "ARN of the operator role the pipeline assumes (null when no operator principals are given)."
+  value       = module.iam.operator_role_arn
+}
+
+output "code_prefix" {
+  description = "Bucket prefix where the pipeline stages job source."
+  value       = module.iam.code_prefix
+}

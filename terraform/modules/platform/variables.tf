@@ -85,3 +85,9 @@ variable "inference_lambda" {
   })
   default = {}
 }
+
+variable "operator_principals" {
+  description = "IAM principal ARNs that may assume the operator role and run the pipeline (empty: no operator role)."
+  type        = list(string)
+  default     = []
+}

@@ -32,12 +32,12 @@ from moto.sagemaker.models import FakeTrainingJob, HyperParameterTuningJob, sage
 from moto.sagemaker.responses import SageMakerResponse
 
 from breedops.local import service_roles
-from breedops.local.service_roles import SAGEMAKER_PRINCIPAL
 from breedops.local.sagemaker_jobs import records, transfer
 from breedops.local.sagemaker_jobs.search import InvalidTuningConfig, TuningSearch
 from breedops.local.sagemaker_jobs.training import TERMINAL, Site, TrainingJobRun
 from breedops.local.sagemaker_jobs.tuning import TuningJobRun
 from breedops.local.sagemaker_jobs.tuning import counters as tuning_counters
+from breedops.local.service_roles import SAGEMAKER_PRINCIPAL
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +191,7 @@ def _role_fetch(account: str, region: str, role_arn: str) -> transfer.Fetch:
     from breedops.local import iam_enforcement
 
     store = s3_backends[account]["aws"]
+    session = f"arn:aws:sts::{account}:assumed-role/{role_arn.rsplit('/', 1)[-1]}/SageMaker"
     policies: list[dict[str, Any]] | None = None
     if iam_enforcement.enabled():
         from moto.iam.models import iam_backends
@@ -200,8 +201,9 @@ def _role_fetch(account: str, region: str, role_arn: str) -> transfer.Fetch:
         policies = [document for _, _, document in
                     principal_policies(iam_backends[account]["global"], role_arn)]
 
-    def authorize(action: str, resource: str) -> None:
-        if policies is not None and not iam_enforcement.is_allowed(policies, action, resource):
+    def authorize(action: str, resource: str, context: dict[str, str] | None = None) -> None:
+        if policies is not None and not iam_enforcement.is_allowed(
+                policies, action, resource, context, principal=session):
             raise transfer.ChannelError(f"AccessDenied: {role_arn} is not authorized to "
                                         f"perform: {action} on resource: {resource}")
 
@@ -213,7 +215,9 @@ def _role_fetch(account: str, region: str, role_arn: str) -> transfer.Fetch:
         if obj.encryption == "aws:kms" and obj.kms_key_id:
             key_id = obj.kms_key_id
             authorize("kms:Decrypt", key_id if key_id.startswith("arn:")
-                      else f"arn:aws:kms:{region}:{account}:key/{key_id}")
+                      else f"arn:aws:kms:{region}:{account}:key/{key_id}",
+                      {"kms:ViaService": f"s3.{region}.amazonaws.com",
+                       "kms:CallerAccount": account})
         return obj.value
 
     return fetch

@@ -165,6 +165,30 @@ run "operator_is_limited_to_project_prefix_and_passrole_condition" {
   }
 }
 
+run "training_instance_reads_its_source_and_data_writes_only_outputs" {
+  command = apply
+
+  variables {
+    create_training_instance_profile = true
+  }
+
+  assert {
+    condition = one([
+      for s in data.aws_iam_policy_document.training_instance.statement : s if s.sid == "ReadTrainingSource"
+      ]).resources == toset(["arn:aws:s3:::breedops-test-data-123456789012/code/*"]) && one([
+      for s in data.aws_iam_policy_document.training_instance.statement : s if s.sid == "ReadTrainingSource"
+    ]).actions == toset(["s3:GetObject"])
+    error_message = "The training instance may read the training source under code/ (GetObject only: it downloads one key)."
+  }
+
+  assert {
+    condition = toset(data.aws_iam_policy_document.training_instance.source_policy_documents) == toset([
+      data.aws_iam_policy_document.s3_training.json, data.aws_iam_policy_document.kms_use.json,
+    ])
+    error_message = "The training instance gets the shared training S3 grants (data read, jobs and checkpoints write, prefix-scoped listing) and the bucket key."
+  }
+}
+
 run "reject_uppercase_name_prefix" {
   command = plan
   variables {
