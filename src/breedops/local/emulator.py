@@ -7,6 +7,7 @@ SageMaker hosting server is started too when `breedops.serving.hosting` is insta
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import logging
 import os
@@ -107,13 +108,14 @@ def hosting_service(port: int | None = None, emulator_url: str | None = None,
 def services(state: Path) -> list[Service]:
     """The services `up` starts, in start order."""
     emulator = emulator_service(state=state)
-    found = [emulator]
     hosting = hosting_service(emulator_url=emulator.url, secrets=emulator_credentials(emulator))
     if hosting is None:
         log.info("local hosting not started: %s is not installed yet", HOSTING_MODULE)
-    else:
-        found.append(hosting)
-    return found
+        return [emulator]
+    # Functions the emulator runs call SageMaker Runtime: local hosting, not moto's filler.
+    emulator = dataclasses.replace(emulator, env={
+        **emulator.env, "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": hosting.url})
+    return [emulator, hosting]
 
 
 def environment(emulator_url: str, hosting_url: str,

@@ -136,24 +136,30 @@ def _data(options: PipelineOptions) -> Stage:
         return {
             "dataset": options.dataset,
             "source": hash_files([source]) if source.is_dir() else None,
-            "code": code_version("data"),
+            "code": code_version("data", "jobs", "training", "modeling", "serving"),
             "bucket": out["terraform_outputs"]["bucket_name"],
         }
 
     def run(out: Outputs) -> Outputs:
+        import boto3
+
         from breedops.data.prepare import prepare
         from breedops.data.upload import upload_dataset
+        from breedops.jobs.source_bundle import upload_training_source
 
         root = prepare(options.dataset, local_dir)
         bucket = out["terraform_outputs"]["bucket_name"]
         uploaded, unchanged = upload_dataset(root, bucket, name)
+        # What the EC2 training instance's user data downloads and runs.
+        source_uri = upload_training_source(boto3.client("s3"), bucket)
         return {"dataset": name, "dataset_dir": str(root), "dataset_hash": hash_files([root]),
-                "dataset_uri": f"s3://{bucket}/data/{name}/",
+                "dataset_uri": f"s3://{bucket}/data/{name}/", "training_source_uri": source_uri,
                 "uploaded": uploaded, "unchanged": unchanged}
 
     hint = ("for digits, check scikit-learn is installed (make setup); for a folder, it needs "
             "train/ valid/ test/ with the same class folders in each")
-    return Stage("data", f"data: prepare {name} and upload it", fingerprint, run, hint,
+    return Stage("data", f"data: prepare {name}, upload it and the training source", fingerprint,
+                 run, hint,
                  principal=OPERATOR)
 
 

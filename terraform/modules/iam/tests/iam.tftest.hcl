@@ -149,9 +149,21 @@ run "operator_is_limited_to_project_prefix_and_passrole_condition" {
   assert {
     condition = alltrue([
       for r in one([for s in data.aws_iam_policy_document.operator.statement : s if s.sid == "ManageProjectJobsAndModels"]).resources :
-      endswith(r, "/breedops-test*")
+      endswith(r, "/breedops-test-*")
     ])
-    error_message = "The operator may manage only jobs and models whose names start with the project prefix."
+    error_message = "The operator may manage only jobs whose names start with the project prefix and a hyphen."
+  }
+
+  assert {
+    condition = one([
+      for s in data.aws_iam_policy_document.operator.statement : s if s.sid == "InvokeTheFunctionAlias"
+    ]).resources == toset(["arn:aws:lambda:us-east-1:123456789012:function:breedops-test-inference:live"])
+    error_message = "The operator may invoke only the function's live alias (the smoke test)."
+  }
+
+  assert {
+    condition     = length(aws_iam_role.operator) == 0
+    error_message = "Without operator_principals there is no operator role (the caller runs the pipeline)."
   }
 
   assert {
@@ -162,6 +174,37 @@ run "operator_is_limited_to_project_prefix_and_passrole_condition" {
       if s.sid == "PassExecutionRoleToSageMaker"
     ])) == toset(["iam:PassedToService=sagemaker.amazonaws.com"])
     error_message = "iam:PassRole must name only the execution role and require iam:PassedToService = sagemaker.amazonaws.com."
+  }
+}
+
+run "operator_role_trusts_exactly_the_given_principals" {
+  command = apply
+
+  variables {
+    operator_principals = ["arn:aws:iam::123456789012:role/ci"]
+  }
+
+  assert {
+    condition     = aws_iam_role.operator[0].name == "breedops-test-operator"
+    error_message = "The operator role is named after the prefix."
+  }
+
+  assert {
+    condition = toset(flatten([
+      for s in data.aws_iam_policy_document.operator_assume.statement : [for p in s.principals : p.identifiers]
+    ])) == toset(["arn:aws:iam::123456789012:role/ci"])
+    error_message = "The operator role trusts exactly operator_principals."
+  }
+}
+
+run "sagemaker_trust_prevents_a_confused_deputy" {
+  command = apply
+
+  assert {
+    condition = toset(flatten([
+      for s in data.aws_iam_policy_document.sagemaker_assume.statement : [for c in s.condition : "${c.test} ${c.variable}=${join(",", c.values)}"]
+    ])) == toset(["StringEquals aws:SourceAccount=123456789012", "ArnLike aws:SourceArn=arn:aws:sagemaker:us-east-1:123456789012:*"])
+    error_message = "SageMaker may assume the execution role only for this account's own resources."
   }
 }
 
