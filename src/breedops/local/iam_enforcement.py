@@ -189,6 +189,40 @@ def apply() -> None:
         cls._determine_resource = resolve
     _evaluate_conditions()
     _sign_bodyless_requests()
+    _deny_unsigned_requests()
+
+
+def _deny_unsigned_requests() -> None:
+    """An unsigned request is denied, as AWS denies it (moto fails on the missing header).
+
+    S3 answers an anonymous request AccessDenied (no bucket here is public); the query and
+    JSON protocols answer MissingAuthenticationToken.
+    """
+    from moto.core.exceptions import JsonRESTError, _RESTError
+    from moto.iam.access_control import IAMRequestBase, S3IAMRequest
+    from moto.s3.exceptions import S3AccessDeniedError
+
+    if getattr(IAMRequestBase, "_breedops_unsigned", False):
+        return
+    original = IAMRequestBase.__init__
+
+    def __init__(self: Any, account_id: str, method: str, path: str, data: Any, body: Any,
+                 headers: Any, action: Any) -> None:
+        if not headers.get("Authorization"):
+            if isinstance(self, S3IAMRequest):
+                raise S3AccessDeniedError()
+            json_protocol = bool(headers.get("X-Amz-Target")) or "json" in str(
+                headers.get("Content-Type", ""))
+            error = (JsonRESTError("MissingAuthenticationTokenException",
+                                   "Missing Authentication Token") if json_protocol else
+                     _RESTError("MissingAuthenticationToken",
+                                "Request is missing Authentication Token"))
+            error.code = 403
+            raise error
+        original(self, account_id, method, path, data, body, headers, action)
+
+    IAMRequestBase.__init__ = __init__
+    IAMRequestBase._breedops_unsigned = True
 
 
 def _sign_bodyless_requests() -> None:
