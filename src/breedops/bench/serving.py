@@ -60,13 +60,18 @@ def photo_jpeg() -> bytes:
 def local_services(work_dir: Path) -> Iterator[str]:
     """A private emulator plus local hosting; yields the hosting URL with the env pointing there."""
     from breedops.local import emulator
+    from breedops.local.credentials import SERVICE_TOKEN_VARIABLE
     from breedops.serving.hosting import EndpointRegistry, HostingServer
 
     service = emulator.emulator_service(port=emulator.free_port())
     running = emulator.start_service(service, work_dir / "emulator")
+    secrets = emulator.emulator_credentials(service)
     saved = dict(os.environ)
-    os.environ.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": running.url})
+    # The bench deploys as the emulator's admin; hosting (in process) acts as SageMaker.
+    os.environ.update({**secrets.admin_environment(), "AWS_DEFAULT_REGION": "us-east-1",
+                       "AWS_ENDPOINT_URL": running.url,
+                       SERVICE_TOKEN_VARIABLE: secrets.service_token})
+    os.environ.pop("AWS_SESSION_TOKEN", None)
     server = HostingServer(("127.0.0.1", 0), registry=EndpointRegistry(work_dir / "hosting"))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}"
@@ -108,7 +113,7 @@ def deploy(arch: str, work_dir: Path) -> str:
     key = f"jobs/bench-{arch}/output/model.tar.gz"
     s3.put_object(Bucket=bucket, Key=key, Body=archive.getvalue())
     name = f"bench-{arch}"
-    sagemaker.create_model(ModelName=name, ExecutionRoleArn="arn:aws:iam::123456789012:role/x",
+    sagemaker.create_model(ModelName=name, ExecutionRoleArn=_execution_role(bucket),
                            PrimaryContainer={"Image": "pytorch", "ModelDataUrl":
                                              f"s3://{bucket}/{key}"})
     sagemaker.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[{
@@ -116,6 +121,29 @@ def deploy(arch: str, work_dir: Path) -> str:
         "InstanceType": "ml.m5.large"}])
     sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=name)
     return name
+
+
+def _execution_role(bucket: str) -> str:
+    """A role SageMaker may assume that reads the bench's models (hosting downloads as it)."""
+    import json
+
+    import boto3
+
+    iam, name = boto3.client("iam"), "breedops-bench-hosting"
+    try:
+        return iam.get_role(RoleName=name)["Role"]["Arn"]
+    except iam.exceptions.NoSuchEntityException:
+        pass
+    trust = {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"},
+        "Action": "sts:AssumeRole"}]}
+    arn = iam.create_role(RoleName=name,
+                          AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    iam.put_role_policy(RoleName=name, PolicyName="read-models", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Action": "s3:GetObject",
+            "Resource": f"arn:aws:s3:::{bucket}/jobs/*"}]}))
+    return arn
 
 
 @contextmanager
