@@ -6,6 +6,11 @@ locals {
     Environment = var.environment
     ManagedBy   = "terraform"
   }
+  # The Lambda reserves 10 executions unless concurrency.reserved is given, and none when it is
+  # null: AWS refuses any reservation on a new account (terraform/modules/inference_lambda).
+  inference_lambda = merge(var.inference_lambda, {
+    concurrency = merge({ reserved = 10 }, try(var.inference_lambda.concurrency, {}))
+  })
 }
 
 module "platform" {
@@ -17,7 +22,7 @@ module "platform" {
   force_destroy_bucket     = var.force_destroy_bucket
   create_training_instance = var.create_training_instance
   endpoint                 = var.endpoint
-  inference_lambda         = var.inference_lambda
+  inference_lambda         = local.inference_lambda
   # The pipeline's stages run as the operator role, assumed by the emulator's bootstrap admin
   # (who also runs Terraform), as on AWS a CI role would.
   operator_principals = [data.aws_caller_identity.current.arn]

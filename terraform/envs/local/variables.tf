@@ -55,7 +55,7 @@ variable "endpoint" {
 }
 
 variable "inference_lambda" {
-  description = "Lambda top-k, concurrency and tracing (see terraform/modules/platform)."
+  description = "Lambda top-k, concurrency and tracing (see terraform/modules/platform); concurrency.reserved is 10 unless given, null for no reservation."
   type        = any
   default     = {}
 }

@@ -74,12 +74,15 @@ variable "endpoint" {
 }
 
 variable "inference_lambda" {
-  description = "Lambda settings: top-k, reserved and provisioned concurrency, tracing (see the inference_lambda module)."
+  description = "Lambda settings: top-k, reserved concurrency (null: no reservation), provisioned concurrency, tracing (see the inference_lambda module)."
   type = object({
     top_k           = optional(number, 5)
     tracing_enabled = optional(bool, false)
     concurrency = optional(object({
-      reserved    = optional(number, 10)
+      # No default here: an optional attribute's default also replaces an explicit null, and
+      # null must stay "no reservation" (new accounts cannot reserve any). The env roots reserve
+      # 10 unless it is set to null.
+      reserved    = optional(number)
       provisioned = optional(number, 2)
     }), {})
   })
