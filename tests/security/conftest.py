@@ -1,135 +1,403 @@
-"""An emulator with IAM enforcement on, the local env applied in it, and each role's session.
+"""One real, reduced `make apply`, read by every test of this package.
 
-Module-scoped: one emulator and one `terraform apply` (tens of seconds) serve every test here.
-The first three requests (an admin user, its policy and its key) pass unauthenticated; from
-then on every request is signed and checked. Terraform applies as the admin; each role is then
-assumed with its own credentials. The roles trust AWS services, so the admin user is added to
-their trust policies: their permissions, which is what the tests check, are unchanged.
+The run is the pipeline's own `apply()` in a sandboxed project with its own emulator and
+hosting (free ports): small digits, 2 trials, 1 epoch. Since `make apply` never takes the EC2
+training path locally (no Deep Learning AMI), the fixture then takes it too: the user data that
+the `training_instance` module renders runs once, as the instance role that the Terraform state
+holds the policy of. Everything the emulator decided along the way is in its IAM audit, which is
+what the least-privilege tests read (`test_least_privilege.py`); `test_pipeline_end_to_end.py`
+checks what the run produced. One run (minutes on two cores) serves them all.
+
+Package-scoped (this folder is a package, so the services stop after its last test). Tests
+that change the deployment (the no-op re-apply, destroy) are marked `changes_the_pipeline`
+and run after every other test here, whatever their file's name.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import io
 import json
+import os
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
 from sandbox import make_sandbox
 
-from breedops.local import emulator
 from breedops.settings import DEFAULT_REGION
 
-BOOTSTRAP_REQUESTS = 3
-ADMIN_POLICY = {"Version": "2012-10-17", "Statement": [
-    {"Sid": "Admin", "Effect": "Allow", "Action": "*", "Resource": "*"}]}
-PREFIX = "breedops-local"
-ARTIFACT_KEY = "jobs/train-001/output/model.tar.gz"
+TRAIN_PER_CLASS, HELD_OUT_PER_CLASS = 40, 6
+TRIALS, EPOCHS = 2, 1
+ENV = "local"
+CHANGES_THE_PIPELINE = "changes_the_pipeline"
+# The EC2 path's instance, job and hyperparameters: one short epoch on the small digits.
+INSTANCE_ID = "i-0123456789abcdef0"
+EC2_JOB = "ec2-train-security"
+EC2_HYPERPARAMETERS = {"epochs": "1", "batch-size": "16", "image-size": "16",
+                       "arch": "resnet18", "threads": "2", "seed": "0"}
+# Variables a test never inherits from the process: another emulator's, a profile's.
+FOREIGN_VARIABLES = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN",
+                     "AWS_SECURITY_TOKEN", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                     "BREEDOPS_SERVICE_TOKEN", "BREEDOPS_IAM_AUDIT_FILE")
+USER_DATA_ROOT_TF = """
+terraform {
+  required_providers {
+    aws = {
+      source  = "hashicorp/aws"
+      version = ">= 5.80"
+    }
+  }
+}
+
+provider "aws" {
+  region                      = "%(region)s"
+  skip_credentials_validation = true
+  skip_metadata_api_check     = true
+  s3_use_path_style           = true
+}
+
+variable "training" {
+  type = any
+}
+
+module "training_instance" {
+  source = "../terraform/modules/training_instance"
+
+  create      = false
+  name_prefix = "%(name_prefix)s"
+  training    = var.training
+}
+
+output "user_data" {
+  value = module.training_instance.user_data
+}
+"""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", f"{CHANGES_THE_PIPELINE}: re-applies or destroys the shared pipeline run; "
+        "runs after every other test of tests/security")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Within this package, the tests that change the deployment go last (stable order)."""
+    here = Path(__file__).parent
+    slots = [i for i, item in enumerate(items) if here in item.path.parents]
+    ours = [items[i] for i in slots]
+    ordered = ([t for t in ours if not t.get_closest_marker(CHANGES_THE_PIPELINE)]
+               + [t for t in ours if t.get_closest_marker(CHANGES_THE_PIPELINE)])
+    for slot, item in zip(slots, ordered, strict=True):
+        items[slot] = item
+
+
+def small_digits(target: Path, scratch: Path) -> Path:
+    """Real digits, fewer of them: the first images of each class in each split."""
+    from breedops.data.prepare import render_digits
+
+    render_digits(scratch)
+    for split, keep in (("train", TRAIN_PER_CLASS), ("valid", HELD_OUT_PER_CLASS),
+                        ("test", HELD_OUT_PER_CLASS)):
+        for class_dir in sorted((scratch / split).iterdir()):
+            out = target / split / class_dir.name
+            out.mkdir(parents=True)
+            for image in sorted(class_dir.iterdir())[:keep]:
+                shutil.copy(image, out / image.name)
+    return target
 
 
 @dataclass
-class EnforcedEnvironment:
-    """The applied environment: its outputs, the admin session and one session per role."""
+class AppliedPipeline:
+    """The run: its sandbox, summary, Terraform outputs, audit, and how to reach its emulator."""
 
-    outputs: dict
-    admin: boto3.Session
-    roles: dict[str, boto3.Session]
-    policies: dict[str, list[str]]
+    root: Path
+    options: Any  # PipelineOptions
+    summary: dict[str, Any]
+    outputs: dict[str, Any]
+    audit_path: Path
+    audit: list[dict[str, Any]]  # every decision up to the end of the run, not the tests'
+    environment: dict[str, str]  # the admin's variables, the service token, sandbox and ports
+    account: str
+    roles: dict[str, str]  # operator, sagemaker, lambda, instance -> role ARN
+    ec2_run: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def state(self) -> Path:
+        return self.root / ".local"
+
+    def admin(self, service: str) -> Any:
+        """A client of the bootstrap admin (the account's owner) in the run's emulator."""
+        return boto3.Session(
+            aws_access_key_id=self.environment["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=self.environment["AWS_SECRET_ACCESS_KEY"],
+            region_name=DEFAULT_REGION,
+        ).client(service, endpoint_url=self.environment["AWS_ENDPOINT_URL"])
+
+    def policies(self, role: str) -> list[dict[str, Any]]:
+        """Every identity policy document of a role, as IAM holds it (attached and inline)."""
+        iam = self.admin("iam")
+        name = self.roles[role].rsplit("/", 1)[1]
+        documents = []
+        for attached in iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"]:
+            policy = iam.get_policy(PolicyArn=attached["PolicyArn"])["Policy"]
+            documents.append(iam.get_policy_version(
+                PolicyArn=policy["Arn"], VersionId=policy["DefaultVersionId"])
+                ["PolicyVersion"]["Document"])
+        for inline in iam.list_role_policies(RoleName=name)["PolicyNames"]:
+            documents.append(iam.get_role_policy(RoleName=name,
+                                                 PolicyName=inline)["PolicyDocument"])
+        return [json.loads(d) if isinstance(d, str) else d for d in documents]
 
 
-def _session(credentials: dict) -> boto3.Session:
+def _clean_environment(mp: pytest.MonkeyPatch, root: Path) -> None:
+    for name in FOREIGN_VARIABLES:
+        mp.delenv(name, raising=False)
+    for name in list(os.environ):
+        if name.startswith("AWS_ENDPOINT_URL"):
+            mp.delenv(name)
+    mp.setenv("AWS_CONFIG_FILE", str(root / "no-aws-config"))
+    mp.setenv("AWS_SHARED_CREDENTIALS_FILE", str(root / "no-aws-credentials"))
+    mp.setenv("AWS_DEFAULT_REGION", DEFAULT_REGION)
+    mp.setenv("AWS_REGION", DEFAULT_REGION)
+    mp.setattr(boto3, "DEFAULT_SESSION", None)
+
+
+def _pipeline_environment(state: Path) -> dict[str, str]:
+    """What a test needs to act in the run's account: the env file and the service token."""
+    from breedops.local import emulator
+    from breedops.local.credentials import SERVICE_TOKEN_VARIABLE
+    from breedops.local.env_file import ENV_FILE_NAME, read_env_file
+
+    secrets = emulator.emulator_credentials(emulator.emulator_service(state=state))
+    return {**read_env_file(state / ENV_FILE_NAME), SERVICE_TOKEN_VARIABLE: secrets.service_token}
+
+
+def _state_document(root: Path, name: str) -> str:
+    """The JSON of the iam module's policy document `name`, as this run's state holds it."""
+    # Where the driver keeps the local state (`breedops.terraform.backend_args`).
+    state = json.loads((root / ".local" / "terraform" / "local.tfstate").read_text())
+    for resource in state["resources"]:
+        if (resource["mode"] == "data" and resource["type"] == "aws_iam_policy_document"
+                and resource["name"] == name and resource.get("module", "").endswith(
+                    "module.iam")):
+            return resource["instances"][0]["attributes"]["json"]
+    raise LookupError(f"no data.aws_iam_policy_document.{name} in the state")
+
+
+def _create_instance_role(admin: boto3.Session, name_prefix: str, root: Path) -> str:
+    """The training instance role as the iam module declares it (local `make apply` creates
+    no instance, so no profile): its trust and policy, rendered in this run's state."""
+    iam = admin.client("iam")
+    name = f"{name_prefix}-training-instance"
+    arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=_state_document(
+        root, "ec2_assume"))["Role"]["Arn"]
+    policy = iam.create_policy(PolicyName=name, PolicyDocument=_state_document(
+        root, "training_instance"))["Policy"]["Arn"]
+    iam.attach_role_policy(RoleName=name, PolicyArn=policy)
+    return arn
+
+
+def _render_user_data(root: Path, name_prefix: str, training: dict[str, Any]) -> str:
+    """The user data, rendered by the training_instance module itself (create = false), in a
+    root outside terraform/ (whose sources the pipeline's ledger fingerprints)."""
+    from breedops.terraform.runner import run, run_json
+
+    tf_root = root / "ec2-user-data"
+    tf_root.mkdir()
+    (tf_root / "main.tf").write_text(USER_DATA_ROOT_TF % {"region": DEFAULT_REGION,
+                                                          "name_prefix": name_prefix})
+    (tf_root / "terraform.tfvars.json").write_text(json.dumps({"training": training}))
+    run(tf_root, "init", "-input=false", "-no-color", capture=True)
+    run(tf_root, "apply", "-input=false", "-no-color", "-auto-approve", capture=True)
+    return run_json(tf_root, "output", "-json")["user_data"]["value"]
+
+
+def _run_user_data(script: str, credentials: dict[str, str], workdir: Path) -> dict[str, Any]:
+    """bash runs the script with only the instance role's credentials, as the instance would;
+    `shutdown` is a stub that records its call, the AMI's Python environment is this venv."""
+    stubs = workdir / "stubs"
+    stubs.mkdir(parents=True)
+    (stubs / "shutdown").write_text('#!/bin/sh\necho "$@" >> "$(dirname "$0")/shutdown.calls"\n')
+    (stubs / "shutdown").chmod(0o755)
+    home = workdir / "home"
+    home.mkdir()
+    env = {  # built from nothing: no admin key, no service token reaches the script
+        "PATH": f"{stubs}:/usr/local/bin:/usr/bin:/bin", "HOME": str(home), "LANG": "C.UTF-8",
+        "AWS_ENDPOINT_URL": os.environ["AWS_ENDPOINT_URL"],
+        "AWS_ACCESS_KEY_ID": credentials["AccessKeyId"],
+        "AWS_SECRET_ACCESS_KEY": credentials["SecretAccessKey"],
+        "AWS_SESSION_TOKEN": credentials["SessionToken"],
+        "AWS_CONFIG_FILE": str(home / "no-aws-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(home / "no-aws-credentials"),
+        "PIP_NO_INDEX": "1",
+        "BREEDOPS_BASE_DIR": str(workdir / "opt-ml"),
+        "BREEDOPS_LOG_FILE": str(workdir / "log" / "breedops-training.log"),
+    }
+    (workdir / "user_data.sh").write_text(script)
+    proc = subprocess.run(["bash", str(workdir / "user_data.sh")], env=env, cwd=workdir,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=900, check=False)
+    calls = stubs / "shutdown.calls"
+    return {"returncode": proc.returncode, "output": proc.stdout,
+            "shutdown_calls": calls.read_text().splitlines() if calls.is_file() else []}
+
+
+def _take_the_ec2_path(root: Path, outputs: dict[str, Any], dataset: str,
+                       admin: boto3.Session) -> tuple[str, dict[str, Any]]:
+    from breedops.local.service_roles import EC2_PRINCIPAL, assume_over_http
+
+    name_prefix = outputs["name_prefix"]
+    role_arn = _create_instance_role(admin, name_prefix, root)
+    script = _render_user_data(root, name_prefix, {
+        "bucket_name": outputs["bucket_name"], "job_name": EC2_JOB, "dataset": dataset,
+        "hyperparameters": EC2_HYPERPARAMETERS,
+        "python_activate": f'export PATH="{Path(sys.executable).parent}:$PATH"'})
+    account = role_arn.split(":")[4]
+    credentials = assume_over_http(
+        role_arn, EC2_PRINCIPAL, INSTANCE_ID,
+        source_arn=f"arn:aws:ec2:{DEFAULT_REGION}:{account}:instance/{INSTANCE_ID}")
+    result = _run_user_data(script, credentials, root / "ec2-instance")
+    if result["returncode"] != 0 or result["shutdown_calls"] != ["-h now"]:
+        raise AssertionError(f"the EC2 user data failed as the instance role:\n"
+                             f"{result['output'][-4000:]}")
+    return role_arn, result
+
+
+@pytest.fixture(scope="package")
+def applied_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppliedPipeline]:
+    from breedops import terraform
+    from breedops.data.prepare import dataset_name
+    from breedops.local import emulator
+    from breedops.local.implied_actions import read_audit
+    from breedops.local.services import free_port
+    from breedops.pipeline.apply import PipelineOptions, apply
+    from breedops.serving.lambda_package import build_lambda_zip
+
+    root = tmp_path_factory.mktemp("applied-pipeline")
+    make_sandbox(root, lambda path: build_lambda_zip(target=path))
+    scratch = tmp_path_factory.mktemp("digits")
+    dataset = small_digits(scratch / "digits-small", scratch / "digits-full")
+    options = PipelineOptions(dataset=str(dataset), trials=TRIALS, parallel_trials=TRIALS,
+                              epochs=EPOCHS)
+    state = root / ".local"
+    saved = dict(os.environ)  # the pipeline points os.environ at its emulator
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            _clean_environment(mp, root)
+            sandbox = {"BREEDOPS_ROOT": str(root), "BREEDOPS_STATE_DIR": str(state),
+                       "BREEDOPS_EMULATOR_PORT": str(free_port()),
+                       "BREEDOPS_HOSTING_PORT": str(free_port())}
+            for name, value in sandbox.items():
+                mp.setenv(name, value)
+
+            summary = apply(options, out=io.StringIO())
+
+            environment = {**_pipeline_environment(state), **sandbox}
+            os.environ.update(environment)
+            boto3.DEFAULT_SESSION = None
+            outputs = terraform.outputs(ENV, initialised=True)
+            admin = boto3.Session(region_name=DEFAULT_REGION)
+            instance_role, ec2_run = _take_the_ec2_path(
+                root, outputs, dataset_name(str(dataset)), admin)
+            audit_path = state / "emulator" / "iam-audit.jsonl"
+            account = outputs["sagemaker_execution_role_arn"].split(":")[4]
+            role = f"arn:aws:iam::{account}:role/{outputs['name_prefix']}"
+            applied = AppliedPipeline(
+                root=root, options=options, summary=summary, outputs=outputs,
+                audit_path=audit_path, audit=read_audit(audit_path), environment=environment,
+                account=account, ec2_run=ec2_run,
+                roles={"operator": outputs["operator_role_arn"],
+                       "sagemaker": outputs["sagemaker_execution_role_arn"],
+                       "lambda": f"{role}-inference-lambda", "instance": instance_role})
+            os.environ.clear()
+            os.environ.update(saved)
+        yield applied
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        boto3.DEFAULT_SESSION = None
+        emulator.down(state)
+
+
+@pytest.fixture
+def pipeline_env(applied_pipeline: AppliedPipeline,
+                 monkeypatch: pytest.MonkeyPatch) -> Iterator[AppliedPipeline]:
+    """This test's AWS clients act in the run's account, as its bootstrap admin."""
+    _clean_environment(monkeypatch, applied_pipeline.root)
+    for name, value in applied_pipeline.environment.items():
+        monkeypatch.setenv(name, value)
+    saved = dict(os.environ)  # a re-apply points os.environ at the emulator again
+    try:
+        yield applied_pipeline
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        boto3.DEFAULT_SESSION = None
+
+
+@dataclass(frozen=True)
+class Principal:
+    """A role's own credentials, as its user gets them, and the ARN its calls are made as."""
+
+    name: str
+    arn: str
+    session: boto3.Session
+
+    def client(self, service: str) -> Any:
+        return self.session.client(service)
+
+
+SESSION_NAME = "security-tests"
+
+
+def _session(credentials: dict[str, Any]) -> boto3.Session:
     return boto3.Session(aws_access_key_id=credentials["AccessKeyId"],
                          aws_secret_access_key=credentials["SecretAccessKey"],
-                         aws_session_token=credentials.get("SessionToken"),
+                         aws_session_token=credentials["SessionToken"],
                          region_name=DEFAULT_REGION)
 
 
-def _attached_documents(iam, role_name: str) -> list[str]:
-    documents = []
-    for attached in iam.list_attached_role_policies(RoleName=role_name)["AttachedPolicies"]:
-        policy = iam.get_policy(PolicyArn=attached["PolicyArn"])["Policy"]
-        version = iam.get_policy_version(PolicyArn=policy["Arn"],
-                                         VersionId=policy["DefaultVersionId"])
-        document = version["PolicyVersion"]["Document"]
-        documents.append(document if isinstance(document, str) else json.dumps(document))
-    return documents
-
-
-def _assume(admin: boto3.Session, admin_arn: str, role_name: str) -> boto3.Session:
-    iam = admin.client("iam")
-    trust = iam.get_role(RoleName=role_name)["Role"]["AssumeRolePolicyDocument"]
-    trust = json.loads(trust) if isinstance(trust, str) else trust
-    trust["Statement"].append({"Sid": "TestAdmin", "Effect": "Allow", "Action": "sts:AssumeRole",
-                               "Principal": {"AWS": admin_arn}})
-    iam.update_assume_role_policy(RoleName=role_name, PolicyDocument=json.dumps(trust))
-    arn = iam.get_role(RoleName=role_name)["Role"]["Arn"]
-    credentials = admin.client("sts").assume_role(RoleArn=arn, RoleSessionName="test")
-    return _session(credentials["Credentials"])
-
-
-@pytest.fixture(scope="module")
-def enforced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EnforcedEnvironment]:
-    from breedops import terraform
-
-    root = tmp_path_factory.mktemp("enforced")
-    make_sandbox(root)
-    service = dataclasses.replace(
-        emulator.emulator_service(port=emulator.free_port()), name="emulator-enforced",
-        env={"INITIAL_NO_AUTH_ACTION_COUNT": str(BOOTSTRAP_REQUESTS)},
+@pytest.fixture(scope="package")
+def principals(applied_pipeline: AppliedPipeline) -> dict[str, Principal]:
+    """Each role with its own credentials: the operator assumed by the admin (as the pipeline
+    does), the others as their AWS service assumes them for a source in the account."""
+    from breedops.local.service_roles import (
+        EC2_PRINCIPAL,
+        LAMBDA_PRINCIPAL,
+        SAGEMAKER_PRINCIPAL,
+        assume_over_http,
     )
-    state = root / "emulator"
-    state.mkdir()
-    running = emulator.start_service(service, state)
+
+    applied = applied_pipeline
+    arn = f"arn:aws:{{}}:{DEFAULT_REGION}:{applied.account}:{{}}"
+    prefix = applied.outputs["name_prefix"]
+    services = {
+        "sagemaker": (SAGEMAKER_PRINCIPAL, SESSION_NAME,
+                      arn.format("sagemaker", f"training-job/{prefix}-security")),
+        "lambda": (LAMBDA_PRINCIPAL, SESSION_NAME,
+                   arn.format("lambda", f"function:{applied.outputs['lambda_function_name']}")),
+        "instance": (EC2_PRINCIPAL, INSTANCE_ID, arn.format("ec2", f"instance/{INSTANCE_ID}")),
+    }
+    found = {}
     with pytest.MonkeyPatch.context() as mp:
-        for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN",
-                     "AWS_SECURITY_TOKEN"):
-            mp.delenv(name, raising=False)
-        mp.setenv("AWS_ENDPOINT_URL", running.url)
-        mp.setenv("AWS_DEFAULT_REGION", DEFAULT_REGION)
-        mp.setenv("AWS_REGION", DEFAULT_REGION)
-        mp.setenv("AWS_CONFIG_FILE", str(root / "no-aws-config"))
-        mp.setenv("AWS_SHARED_CREDENTIALS_FILE", str(root / "no-aws-credentials"))
-        mp.setenv("BREEDOPS_ROOT", str(root))
-        mp.setenv("BREEDOPS_STATE_DIR", str(root / ".local"))
-        try:
-            bootstrap = boto3.Session(aws_access_key_id="testing",
-                                      aws_secret_access_key="testing",
-                                      region_name=DEFAULT_REGION).client("iam")
-            user = bootstrap.create_user(UserName="admin")["User"]
-            bootstrap.put_user_policy(UserName="admin", PolicyName="admin",
-                                      PolicyDocument=json.dumps(ADMIN_POLICY))
-            key = bootstrap.create_access_key(UserName="admin")["AccessKey"]
-            mp.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
-            mp.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
-            admin = _session(key)
-
-            artifact = {"model_artifact": {
-                "model_data_url": f"s3://{PREFIX}-data-123456789012/{ARTIFACT_KEY}",
-                "training_job_name": "train-001",
-                "training_job_arn": "arn:aws:sagemaker:us-east-1:123456789012:training-job/"
-                                    "train-001",
-            }}
-            (root / "terraform" / "envs" / "local" / "artifacts.auto.tfvars.json").write_text(
-                json.dumps(artifact))
-            outputs = terraform.apply("local")
-            admin.client("s3").put_object(Bucket=outputs["bucket_name"], Key=ARTIFACT_KEY,
-                                          Body=b"model")
-
-            iam = admin.client("iam")
-            operator = f"{PREFIX}-operator-test"
-            iam.create_role(RoleName=operator, AssumeRolePolicyDocument=json.dumps(
-                {"Version": "2012-10-17", "Statement": [
-                    {"Effect": "Allow", "Action": "sts:AssumeRole",
-                     "Principal": {"Service": "ec2.amazonaws.com"}}]}))
-            iam.attach_role_policy(RoleName=operator, PolicyArn=outputs["operator_policy_arn"])
-            names = {"operator": operator,
-                     "sagemaker": f"{PREFIX}-sagemaker-execution",
-                     "lambda": f"{PREFIX}-inference-lambda"}
-            yield EnforcedEnvironment(
-                outputs=outputs, admin=admin,
-                roles={k: _assume(admin, user["Arn"], n) for k, n in names.items()},
-                policies={k: _attached_documents(iam, n) for k, n in names.items()},
-            )
-        finally:
-            emulator.stop_service(service, state)
+        _clean_environment(mp, applied.root)
+        for name, value in applied.environment.items():
+            mp.setenv(name, value)
+        assumed = applied.admin("sts").assume_role(
+            RoleArn=applied.roles["operator"], RoleSessionName=SESSION_NAME)
+        found["operator"] = Principal("operator", assumed["AssumedRoleUser"]["Arn"],
+                                      _session(assumed["Credentials"]))
+        for name, (service, session_name, source) in services.items():
+            role = applied.roles[name]
+            credentials = assume_over_http(role, service, session_name, source_arn=source)
+            role_name = role.rsplit("/", 1)[1]
+            found[name] = Principal(
+                name, f"arn:aws:sts::{applied.account}:assumed-role/{role_name}/{session_name}",
+                _session(credentials))
+    return found

@@ -1,7 +1,9 @@
 """`make apply` from nothing, at reduced size: a small digits set, 2 trials, 1 epoch.
 
-Then: the prediction through the Lambda runner equals the model's own; a second apply skips
-every stage and Terraform has nothing to change; destroy leaves no serving resource behind.
+The run is the package's `applied_pipeline` (conftest.py), the one the least-privilege tests
+read. Here: the prediction through the Lambda runner equals the model's own; the jobs tell the
+truth; then a second apply skips every stage and Terraform has nothing to change, and destroy
+leaves no serving resource behind (those two change the deployment, so they run last).
 """
 
 from __future__ import annotations
@@ -9,57 +11,16 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
-import os
-import shutil
 import sys
 import tarfile
 from pathlib import Path
 
 import boto3
 import pytest
-from sandbox import make_sandbox
 
 from breedops import terraform
-from breedops.data.prepare import render_digits
-from breedops.local import emulator
-from breedops.local.services import free_port
-from breedops.pipeline.apply import PipelineOptions, apply
-from breedops.serving.lambda_package import build_lambda_zip
 
 pytestmark = [pytest.mark.emulator, pytest.mark.terraform, pytest.mark.slow]
-
-TRAIN_PER_CLASS, HELD_OUT_PER_CLASS = 40, 6
-
-
-def small_digits(target: Path, scratch: Path) -> Path:
-    """Real digits, fewer of them: the first images of each class in each split."""
-    render_digits(scratch)
-    for split, keep in (("train", TRAIN_PER_CLASS), ("valid", HELD_OUT_PER_CLASS),
-                        ("test", HELD_OUT_PER_CLASS)):
-        for class_dir in sorted((scratch / split).iterdir()):
-            out = target / split / class_dir.name
-            out.mkdir(parents=True)
-            for image in sorted(class_dir.iterdir())[:keep]:
-                shutil.copy(image, out / image.name)
-    return target
-
-
-@pytest.fixture
-def project(tmp_path, monkeypatch):
-    """A sandboxed project root: a copy of terraform/, the real Lambda zip, its own services."""
-    make_sandbox(tmp_path, lambda path: build_lambda_zip(target=path))
-    state = tmp_path / ".local"
-    monkeypatch.setenv("BREEDOPS_ROOT", str(tmp_path))
-    monkeypatch.setenv("BREEDOPS_STATE_DIR", str(state))
-    monkeypatch.setenv("BREEDOPS_EMULATOR_PORT", str(free_port()))
-    monkeypatch.setenv("BREEDOPS_HOSTING_PORT", str(free_port()))
-    saved = dict(os.environ)  # the pipeline points os.environ at its emulator
-    try:
-        yield tmp_path
-    finally:
-        emulator.down(state)
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def own_prediction(model_data_url: str, image: Path, work: Path) -> dict:
@@ -107,15 +68,12 @@ def assert_jobs_tell_the_truth(tuning_job_name: str, training_job_name: str) -> 
     assert any("valid_loss=" in e["message"] for e in events)
 
 
-def test_apply_end_to_end_then_noop_then_destroy(project, tmp_path):
-    dataset = small_digits(tmp_path / "digits-small", tmp_path / "digits-full")
-    options = PipelineOptions(dataset=str(dataset), trials=2, parallel_trials=2, epochs=1)
-
-    first = apply(options, out=io.StringIO())
+def test_apply_end_to_end(pipeline_env, tmp_path):
+    first = pipeline_env.summary
 
     assert {s["outcome"] for s in first["stages"]} == {"ran"}
     assert first["endpoint_name"] == "breedops-local-endpoint"
-    artifact = json.loads((project / "terraform" / "envs" / "local" /
+    artifact = json.loads((pipeline_env.root / "terraform" / "envs" / "local" /
                            "artifacts.auto.tfvars.json").read_text())["model_artifact"]
     assert artifact["training_job_name"] == first["training_job_name"]
     assert artifact["model_data_url"] == first["model_data_url"]
@@ -128,7 +86,14 @@ def test_apply_end_to_end_then_noop_then_destroy(project, tmp_path):
     assert_jobs_tell_the_truth(first["tuning_job_name"], first["training_job_name"])
     assert {Path(p).name for p in first["plots"]} >= {"confusion_matrix.png"}
 
-    second = apply(options, out=io.StringIO())
+
+@pytest.mark.changes_the_pipeline
+def test_second_apply_is_a_noop_then_destroy_removes_serving(pipeline_env):
+    from breedops.pipeline.apply import apply
+
+    first = pipeline_env.summary
+
+    second = apply(pipeline_env.options, out=io.StringIO())
 
     outcomes = {s["stage"]: s["outcome"] for s in second["stages"]}
     assert {k: v for k, v in outcomes.items() if k not in ("services", "smoke")} == {
@@ -148,4 +113,5 @@ def test_apply_end_to_end_then_noop_then_destroy(project, tmp_path):
     assert boto3.client("lambda").list_functions()["Functions"] == []
     assert boto3.client("application-autoscaling").describe_scalable_targets(
         ServiceNamespace="sagemaker")["ScalableTargets"] == []
-    boto3.client("s3").head_bucket(Bucket=artifact["model_data_url"].split("/")[2])  # kept
+    bucket = first["model_data_url"].split("/")[2]
+    boto3.client("s3").head_bucket(Bucket=bucket)  # kept
