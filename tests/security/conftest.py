@@ -1,12 +1,15 @@
 """One real, reduced `make apply`, read by every test of this package.
 
 The run is the pipeline's own `apply()` in a sandboxed project with its own emulator and
-hosting (free ports): small digits, 2 trials, 1 epoch. Since `make apply` never takes the EC2
-training path locally (no Deep Learning AMI), the fixture then takes it too: the user data that
-the `training_instance` module renders runs once, as the instance role that the Terraform state
-holds the policy of. Everything the emulator decided along the way is in its IAM audit, which is
-what the least-privilege tests read (`test_least_privilege.py`); `test_pipeline_end_to_end.py`
-checks what the run produced. One run (minutes on two cores) serves them all.
+hosting (free ports): small digits, 2 trials, 1 epoch. `make apply` never takes the EC2
+training path locally (the instance needs a Deep Learning AMI), so the fixture takes it after
+the pipeline: the user data that the `training_instance` module renders runs in bash, once, on
+fewer digits, with only the credentials of the instance role, which is created as the `iam`
+module declares it (its trust and policy documents from the run's Terraform state). The
+emulator audits every IAM decision of all this; the least-privilege tests read that audit
+(`test_least_privilege.py`) and make their denied calls in the same account
+(`test_deny_matrix.py`); `test_pipeline_end_to_end.py` checks what the run produced. One run
+(about four minutes on two cores) serves them all.
 
 Package-scoped (this folder is a package, so the services stop after its last test). Tests
 that change the deployment (the no-op re-apply, destroy) are marked `changes_the_pipeline`
@@ -36,9 +39,11 @@ TRAIN_PER_CLASS, HELD_OUT_PER_CLASS = 40, 6
 TRIALS, EPOCHS = 2, 1
 ENV = "local"
 CHANGES_THE_PIPELINE = "changes_the_pipeline"
-# The EC2 path's instance, job and hyperparameters: one short epoch on the small digits.
+# The EC2 path's instance, job, data and hyperparameters: one short epoch on fewer digits
+# (its calls are what matters here, and the end-to-end test already checks a model).
 INSTANCE_ID = "i-0123456789abcdef0"
 EC2_JOB = "ec2-train-security"
+EC2_TRAIN_PER_CLASS, EC2_HELD_OUT_PER_CLASS = 4, 1
 EC2_HYPERPARAMETERS = {"epochs": "1", "batch-size": "16", "image-size": "16",
                        "arch": "resnet18", "threads": "2", "seed": "0"}
 # Variables a test never inherits from the process: another emulator's, a profile's.
@@ -97,13 +102,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         items[slot] = item
 
 
-def small_digits(target: Path, scratch: Path) -> Path:
+def small_digits(target: Path, scratch: Path, train: int = TRAIN_PER_CLASS,
+                 held_out: int = HELD_OUT_PER_CLASS) -> Path:
     """Real digits, fewer of them: the first images of each class in each split."""
     from breedops.data.prepare import render_digits
 
-    render_digits(scratch)
-    for split, keep in (("train", TRAIN_PER_CLASS), ("valid", HELD_OUT_PER_CLASS),
-                        ("test", HELD_OUT_PER_CLASS)):
+    if not scratch.is_dir():
+        render_digits(scratch)
+    for split, keep in (("train", train), ("valid", held_out), ("test", held_out)):
         for class_dir in sorted((scratch / split).iterdir()):
             out = target / split / class_dir.name
             out.mkdir(parents=True)
@@ -125,7 +131,7 @@ class AppliedPipeline:
     environment: dict[str, str]  # the admin's variables, the service token, sandbox and ports
     account: str
     roles: dict[str, str]  # operator, sagemaker, lambda, instance -> role ARN
-    ec2_run: dict[str, Any] = field(default_factory=dict)
+    ec2_run: dict[str, Any] = field(default_factory=dict)  # the user data's exit, output tail
 
     @property
     def state(self) -> Path:
@@ -248,14 +254,16 @@ def _run_user_data(script: str, credentials: dict[str, str], workdir: Path) -> d
             "shutdown_calls": calls.read_text().splitlines() if calls.is_file() else []}
 
 
-def _take_the_ec2_path(root: Path, outputs: dict[str, Any], dataset: str,
+def _take_the_ec2_path(root: Path, outputs: dict[str, Any], dataset: Path,
                        admin: boto3.Session) -> tuple[str, dict[str, Any]]:
+    from breedops.data.upload import upload_dataset
     from breedops.local.service_roles import EC2_PRINCIPAL, assume_over_http
 
     name_prefix = outputs["name_prefix"]
     role_arn = _create_instance_role(admin, name_prefix, root)
+    upload_dataset(dataset, outputs["bucket_name"], dataset.name, s3=admin.client("s3"))
     script = _render_user_data(root, name_prefix, {
-        "bucket_name": outputs["bucket_name"], "job_name": EC2_JOB, "dataset": dataset,
+        "bucket_name": outputs["bucket_name"], "job_name": EC2_JOB, "dataset": dataset.name,
         "hyperparameters": EC2_HYPERPARAMETERS,
         "python_activate": f'export PATH="{Path(sys.executable).parent}:$PATH"'})
     account = role_arn.split(":")[4]
@@ -266,13 +274,12 @@ def _take_the_ec2_path(root: Path, outputs: dict[str, Any], dataset: str,
     if result["returncode"] != 0 or result["shutdown_calls"] != ["-h now"]:
         raise AssertionError(f"the EC2 user data failed as the instance role:\n"
                              f"{result['output'][-4000:]}")
-    return role_arn, result
+    return role_arn, {**result, "output": result["output"][-2000:]}
 
 
 @pytest.fixture(scope="package")
 def applied_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppliedPipeline]:
     from breedops import terraform
-    from breedops.data.prepare import dataset_name
     from breedops.local import emulator
     from breedops.local.implied_actions import read_audit
     from breedops.local.services import free_port
@@ -283,6 +290,8 @@ def applied_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Appli
     make_sandbox(root, lambda path: build_lambda_zip(target=path))
     scratch = tmp_path_factory.mktemp("digits")
     dataset = small_digits(scratch / "digits-small", scratch / "digits-full")
+    ec2_dataset = small_digits(scratch / "digits-ec2", scratch / "digits-full",
+                               EC2_TRAIN_PER_CLASS, EC2_HELD_OUT_PER_CLASS)
     options = PipelineOptions(dataset=str(dataset), trials=TRIALS, parallel_trials=TRIALS,
                               epochs=EPOCHS)
     state = root / ".local"
@@ -303,8 +312,7 @@ def applied_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Appli
             boto3.DEFAULT_SESSION = None
             outputs = terraform.outputs(ENV, initialised=True)
             admin = boto3.Session(region_name=DEFAULT_REGION)
-            instance_role, ec2_run = _take_the_ec2_path(
-                root, outputs, dataset_name(str(dataset)), admin)
+            instance_role, ec2_run = _take_the_ec2_path(root, outputs, ec2_dataset, admin)
             audit_path = state / "emulator" / "iam-audit.jsonl"
             account = outputs["sagemaker_execution_role_arn"].split(":")[4]
             role = f"arn:aws:iam::{account}:role/{outputs['name_prefix']}"
