@@ -13,7 +13,8 @@ BIN := $(VENV)/bin
 TOOLS_BIN := $(TOOLS_VENV)/bin
 PY := $(BIN)/python
 TERRAFORM ?= terraform
-TERRAFORM_MIN_VERSION := 1.7.0
+# The aws root keeps its state in S3 with use_lockfile, which needs Terraform 1.10.
+TERRAFORM_MIN_VERSION := $(if $(filter aws,$(ENV)),1.10.0,1.7.0)
 PYTEST_ARGS ?=
 # make apply: the data set (digits, dog-images or a folder) and the tuning job's size.
 DATASET ?= digits

@@ -1,7 +1,8 @@
 """Who runs each pipeline stage, locally as on AWS.
 
 - the *deployer* runs Terraform: the caller's own credentials (locally the emulator's bootstrap
-  admin; on AWS the CI role of the pull-request workflow, see docs/DEPLOYER.md);
+  admin; on AWS the role whose policies docs/DEPLOYER.md documents: read-only plus the state
+  lock for the pull-request workflow's plan, the apply policy for `make apply`);
 - the *operator* runs everything else (data upload, jobs, artifact reads, the smoke test): the
   operator role that Terraform creates, assumed by the deployer. Locally it always exists; on
   AWS it exists when `operator_principals` names who may assume it, else the stage runs as the
