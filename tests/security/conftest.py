@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -277,6 +278,27 @@ def _take_the_ec2_path(root: Path, outputs: dict[str, Any], dataset: Path,
     return role_arn, {**result, "output": result["output"][-2000:]}
 
 
+@contextmanager
+def _denials_named_on_failure(what: str, audit_path: Path) -> Iterator[None]:
+    """A failure of `what` comes with every denial the emulator recorded, each naming its
+    principal and action: a policy that lacks a statement shows which."""
+    from breedops.local.implied_actions import read_audit
+
+    try:
+        yield
+    except Exception as e:
+        grouped: dict[tuple[str, str], list[str]] = {}
+        for r in read_audit(audit_path):
+            if not r["allowed"]:
+                grouped.setdefault((r["principal"], r["action"]), []).append(r["resource"])
+        denials = [f"  {principal} is not authorized to perform: {action} on resource: "
+                   f"{resources[0]}" + (f" (and {len(resources) - 1} more)"
+                                        if len(resources) > 1 else "")
+                   for (principal, action), resources in grouped.items()]
+        raise AssertionError(f"{what} failed: {e}\nAccessDenied by the emulator so far:\n"
+                             + "\n".join(denials or ["  none"])) from e
+
+
 @pytest.fixture(scope="package")
 def applied_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppliedPipeline]:
     from breedops import terraform
@@ -305,15 +327,17 @@ def applied_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Appli
             for name, value in sandbox.items():
                 mp.setenv(name, value)
 
-            summary = apply(options, out=io.StringIO())
+            audit_path = state / "emulator" / "iam-audit.jsonl"
+            with _denials_named_on_failure("the pipeline run", audit_path):
+                summary = apply(options, out=io.StringIO())
 
             environment = {**_pipeline_environment(state), **sandbox}
             os.environ.update(environment)
             boto3.DEFAULT_SESSION = None
             outputs = terraform.outputs(ENV, initialised=True)
             admin = boto3.Session(region_name=DEFAULT_REGION)
-            instance_role, ec2_run = _take_the_ec2_path(root, outputs, ec2_dataset, admin)
-            audit_path = state / "emulator" / "iam-audit.jsonl"
+            with _denials_named_on_failure("the EC2 path", audit_path):
+                instance_role, ec2_run = _take_the_ec2_path(root, outputs, ec2_dataset, admin)
             account = outputs["sagemaker_execution_role_arn"].split(":")[4]
             role = f"arn:aws:iam::{account}:role/{outputs['name_prefix']}"
             applied = AppliedPipeline(

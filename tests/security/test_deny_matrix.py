@@ -5,12 +5,13 @@ operator role assumed by the admin (as the pipeline assumes it), the SageMaker e
 Lambda and EC2 instance roles as their service assumes them for a source in the account
 (`assume_over_http`). Each must fail with AccessDenied (AccessDeniedException for JSON
 services), and the denial must be for the row's action: where the error message names it
-(every service but S3, whose "Access Denied" names nothing, as on AWS) the message says so, and
+(every service but S3, whose "Access Denied" from moto names nothing) the message says so, and
 in every case the emulator's audit holds that call's decision: that principal, that action,
 denied. The trust policies, unsigned requests and unknown keys have their own rows.
 
-The run is the package's `applied_pipeline` (conftest.py): the bucket, key, roles, jobs,
-endpoint and function the pipeline deployed, nothing built by hand for the test.
+The run is the package's `applied_pipeline` (conftest.py): the rows aim at the bucket, key,
+roles, jobs, endpoint and function the pipeline deployed; the admin adds only another team's
+bucket and key to reach for.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class World:
     artifact_key: str  # a trial's model.tar.gz under jobs/
     checkpoint_key: str
     ciphertext: bytes  # encrypted under the bucket key by the admin
+    other_key: str  # another team's key
 
     def client(self, principal: str, service: str) -> Any:
         return self.principals[principal].client(service)
@@ -109,7 +111,8 @@ def world(applied_pipeline, principals) -> World:
         artifact_key=first_key(f"jobs/{tuning_job}-", "/output/model.tar.gz"),
         checkpoint_key=first_key("checkpoints/"),
         ciphertext=kms.encrypt(KeyId=applied_pipeline.outputs["kms_key_arn"],
-                               Plaintext=b"secret")["CiphertextBlob"])
+                               Plaintext=b"secret")["CiphertextBlob"],
+        other_key=kms.create_key(Description="another team's key")["KeyMetadata"]["Arn"])
 
 
 @dataclass(frozen=True)
@@ -151,6 +154,8 @@ def _rows() -> list[Row]:
                                                                 PendingWindowInDays=7)),
         Row(op, "disable the bucket key", "kms:DisableKey",
             lambda w: w.client(op, "kms").disable_key(KeyId=w.key)),
+        Row(op, "read the key policy", "kms:GetKeyPolicy",
+            lambda w: w.client(op, "kms").get_key_policy(KeyId=w.key, PolicyName="default")),
         Row(op, "replace the key policy", "kms:PutKeyPolicy",
             lambda w: w.client(op, "kms").put_key_policy(KeyId=w.key, PolicyName="default",
                                                          Policy=json.dumps({}))),
@@ -239,6 +244,8 @@ def _rows() -> list[Row]:
             lambda w: w.client(sm, "kms").generate_data_key(KeyId=w.key, KeySpec="AES_256")),
         Row(sm, "read the key policy", "kms:GetKeyPolicy",
             lambda w: w.client(sm, "kms").get_key_policy(KeyId=w.key, PolicyName="default")),
+        Row(sm, "use another key", "kms:DescribeKey",
+            lambda w: w.client(sm, "kms").describe_key(KeyId=w.other_key)),
         Row(sm, "create a log group outside /aws/sagemaker", "logs:CreateLogGroup",
             lambda w: w.client(sm, "logs").create_log_group(logGroupName="/aws/lambda/other")),
         Row(sm, "put metrics in another namespace", "cloudwatch:PutMetricData",
