@@ -8,17 +8,23 @@ leaves no serving resource behind (those two change the deployment, so they run 
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import io
 import json
+import os
+import subprocess
 import sys
 import tarfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import boto3
 import pytest
 
 from breedops import terraform
+from breedops.local.env_file import read_env_file
 
 pytestmark = [pytest.mark.emulator, pytest.mark.terraform, pytest.mark.slow]
 
@@ -85,6 +91,63 @@ def test_apply_end_to_end(pipeline_env, tmp_path):
     assert first["smoke_true_label"] == Path(first["smoke_image"]).parent.name
     assert_jobs_tell_the_truth(first["tuning_job_name"], first["training_job_name"])
     assert {Path(p).name for p in first["plots"]} >= {"confusion_matrix.png"}
+
+
+def test_plain_aws_cli_invokes_the_function_with_only_the_env_file(pipeline_env, tmp_path):
+    """`aws lambda invoke` with nothing but `.local/env`: the deployed function predicts."""
+    summary = pipeline_env.summary
+    image = Path(summary["smoke_image"])
+    environment = {"PATH": os.environ["PATH"], "HOME": str(tmp_path),
+                   "AWS_CONFIG_FILE": str(tmp_path / "none"),
+                   "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+                   **read_env_file(pipeline_env.state / "env")}
+    payload = json.dumps({"image": base64.b64encode(image.read_bytes()).decode()})
+    out = tmp_path / "out.json"
+    cli = subprocess.run(  # awscli v1 sends --payload as given
+        [str(Path(sys.executable).with_name("aws")), "lambda", "invoke", "--function-name",
+         summary["lambda_function_name"], "--qualifier", "live", "--payload", payload, str(out)],
+        env=environment, capture_output=True, text=True, timeout=120, check=False)
+
+    assert cli.returncode == 0, cli.stderr
+    assert json.loads(cli.stdout)["StatusCode"] == 200 and "FunctionError" not in cli.stdout
+    answer = json.loads(out.read_text())
+    assert answer["statusCode"] == 200
+    top = json.loads(answer["body"])["predictions"][0]
+    assert top["label"] == summary["smoke_prediction"]["label"]
+
+
+def test_callers_beyond_the_reserved_concurrency_are_throttled_and_none_is_lost(pipeline_env):
+    """20 simultaneous callers, 10 reserved: each is answered or gets 429; none hangs."""
+    from botocore.config import Config
+    from botocore.exceptions import ClientError
+
+    summary = pipeline_env.summary
+    function = summary["lambda_function_name"]
+    client = boto3.client("lambda", config=Config(retries={"total_max_attempts": 1},
+                                                  read_timeout=120))
+    assert client.get_function_concurrency(FunctionName=function)[
+        "ReservedConcurrentExecutions"] == 10
+    event = {"image": base64.b64encode(Path(summary["smoke_image"]).read_bytes()).decode()}
+    callers = 20
+    barrier = threading.Barrier(callers)
+
+    def call(_: int) -> str:
+        barrier.wait()
+        try:
+            response = client.invoke(FunctionName=function, Qualifier="live",
+                                     Payload=json.dumps(event).encode())
+        except ClientError as e:
+            return e.response["Error"]["Code"]
+        body = json.loads(response["Payload"].read())
+        return "ok" if "FunctionError" not in response and body["statusCode"] == 200 else \
+            f"failed: {body}"
+
+    with ThreadPoolExecutor(callers) as pool:
+        outcomes = [f.result(timeout=180) for f in [pool.submit(call, i)
+                                                    for i in range(callers)]]
+
+    assert set(outcomes) == {"ok", "TooManyRequestsException"}, outcomes
+    assert outcomes.count("ok") >= 1
 
 
 @pytest.mark.changes_the_pipeline
