@@ -22,8 +22,6 @@ import io
 import json
 import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -32,6 +30,7 @@ from typing import Any
 
 import boto3
 import pytest
+from ec2_instance import PYTHON_ACTIVATE, run_user_data
 from sandbox import make_sandbox
 
 from breedops.settings import DEFAULT_REGION
@@ -225,36 +224,6 @@ def _render_user_data(root: Path, name_prefix: str, training: dict[str, Any]) ->
     return run_json(tf_root, "output", "-json")["user_data"]["value"]
 
 
-def _run_user_data(script: str, credentials: dict[str, str], workdir: Path) -> dict[str, Any]:
-    """bash runs the script with only the instance role's credentials, as the instance would;
-    `shutdown` is a stub that records its call, the AMI's Python environment is this venv."""
-    stubs = workdir / "stubs"
-    stubs.mkdir(parents=True)
-    (stubs / "shutdown").write_text('#!/bin/sh\necho "$@" >> "$(dirname "$0")/shutdown.calls"\n')
-    (stubs / "shutdown").chmod(0o755)
-    home = workdir / "home"
-    home.mkdir()
-    env = {  # built from nothing: no admin key, no service token reaches the script
-        "PATH": f"{stubs}:/usr/local/bin:/usr/bin:/bin", "HOME": str(home), "LANG": "C.UTF-8",
-        "AWS_ENDPOINT_URL": os.environ["AWS_ENDPOINT_URL"],
-        "AWS_ACCESS_KEY_ID": credentials["AccessKeyId"],
-        "AWS_SECRET_ACCESS_KEY": credentials["SecretAccessKey"],
-        "AWS_SESSION_TOKEN": credentials["SessionToken"],
-        "AWS_CONFIG_FILE": str(home / "no-aws-config"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(home / "no-aws-credentials"),
-        "PIP_NO_INDEX": "1",
-        "BREEDOPS_BASE_DIR": str(workdir / "opt-ml"),
-        "BREEDOPS_LOG_FILE": str(workdir / "log" / "breedops-training.log"),
-    }
-    (workdir / "user_data.sh").write_text(script)
-    proc = subprocess.run(["bash", str(workdir / "user_data.sh")], env=env, cwd=workdir,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          timeout=900, check=False)
-    calls = stubs / "shutdown.calls"
-    return {"returncode": proc.returncode, "output": proc.stdout,
-            "shutdown_calls": calls.read_text().splitlines() if calls.is_file() else []}
-
-
 def _take_the_ec2_path(root: Path, outputs: dict[str, Any], dataset: Path,
                        admin: boto3.Session) -> tuple[str, dict[str, Any]]:
     from breedops.data.upload import upload_dataset
@@ -266,16 +235,19 @@ def _take_the_ec2_path(root: Path, outputs: dict[str, Any], dataset: Path,
     script = _render_user_data(root, name_prefix, {
         "bucket_name": outputs["bucket_name"], "job_name": EC2_JOB, "dataset": dataset.name,
         "hyperparameters": EC2_HYPERPARAMETERS,
-        "python_activate": f'export PATH="{Path(sys.executable).parent}:$PATH"'})
+        "python_activate": PYTHON_ACTIVATE})
     account = role_arn.split(":")[4]
     credentials = assume_over_http(
         role_arn, EC2_PRINCIPAL, INSTANCE_ID,
         source_arn=f"arn:aws:ec2:{DEFAULT_REGION}:{account}:instance/{INSTANCE_ID}")
-    result = _run_user_data(script, credentials, root / "ec2-instance")
-    if result["returncode"] != 0 or result["shutdown_calls"] != ["-h now"]:
+    workdir = root / "ec2-instance"
+    workdir.mkdir()
+    result = run_user_data(script, credentials, workdir)
+    if result.returncode != 0 or result.shutdown_calls != ["-h now"]:
         raise AssertionError(f"the EC2 user data failed as the instance role:\n"
-                             f"{result['output'][-4000:]}")
-    return role_arn, {**result, "output": result["output"][-2000:]}
+                             f"{result.output[-4000:]}")
+    return role_arn, {"returncode": result.returncode, "output": result.output[-2000:],
+                      "shutdown_calls": result.shutdown_calls}
 
 
 @contextmanager

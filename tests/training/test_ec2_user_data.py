@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import sys
 import tarfile
 import uuid
 from collections.abc import Iterator
@@ -27,6 +25,7 @@ from pathlib import Path
 import boto3
 import pytest
 from botocore.exceptions import ClientError
+from ec2_instance import PYTHON_ACTIVATE, run_user_data
 from sandbox import make_sandbox
 
 from breedops.settings import DEFAULT_REGION
@@ -39,12 +38,6 @@ DATASET = "digits"
 # One short epoch on the tiny digits (80 training images): seconds on two cores.
 HYPERPARAMETERS = {"epochs": "1", "batch-size": "16", "image-size": "16", "arch": "resnet18",
                    "threads": "2", "seed": "0"}
-VENV_BIN = Path(sys.executable).parent
-# The test's stand-in for the DLAMI's `source /opt/pytorch/bin/activate`.
-PYTHON_ACTIVATE = f'export PATH="{VENV_BIN}:$PATH"'
-SHUTDOWN_STUB = """#!/bin/sh
-echo "$@" >> "$(dirname "$0")/shutdown.calls"
-"""
 # The sandbox root: the repository's modules, composed as the platform module composes them.
 ROOT_MAIN_TF = """
 terraform {
@@ -174,52 +167,6 @@ def ec2_training(aws_emulator, tiny_digits_dir: Path,
     yield Ec2Training(bucket=bucket, user_data=outputs["user_data"],
                       model_output_uri=outputs["model_output_uri"], role_arn=role_arn,
                       role_credentials=credentials, source_uri=source_uri)
-
-
-@dataclass
-class Run:
-    returncode: int
-    output: str
-    shutdown_calls: list[str]
-    base: Path
-
-
-def run_user_data(script: str, credentials: dict[str, str], workdir: Path) -> Run:
-    """bash runs `script` as the instance would, with only the instance role's credentials."""
-    import subprocess
-
-    stubs = workdir / "stubs"
-    stubs.mkdir()
-    shutdown = stubs / "shutdown"
-    shutdown.write_text(SHUTDOWN_STUB)
-    shutdown.chmod(0o755)
-    (workdir / "user_data.sh").write_text(script)
-    home = workdir / "home"
-    home.mkdir()
-    env = {  # built from nothing: no admin key, no service token reaches the script
-        "PATH": f"{stubs}:/usr/local/bin:/usr/bin:/bin",
-        "HOME": str(home),
-        "LANG": "C.UTF-8",
-        "AWS_ENDPOINT_URL": os.environ["AWS_ENDPOINT_URL"],
-        "AWS_ACCESS_KEY_ID": credentials["AccessKeyId"],
-        "AWS_SECRET_ACCESS_KEY": credentials["SecretAccessKey"],
-        "AWS_SESSION_TOKEN": credentials["SessionToken"],
-        "AWS_CONFIG_FILE": str(home / "no-aws-config"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(home / "no-aws-credentials"),
-        "PIP_NO_INDEX": "1",  # the requirements are installed here; never reach PyPI
-        "BREEDOPS_BASE_DIR": str(workdir / "opt-ml"),
-        "BREEDOPS_LOG_FILE": str(workdir / "log" / "breedops-training.log"),
-    }
-    # The stub must be the `shutdown` bash finds (these tests may run as root).
-    found = subprocess.run(["bash", "-c", "command -v shutdown"], env=env, capture_output=True,
-                           text=True, check=False).stdout.strip()
-    assert found == str(shutdown), f"shutdown resolves to {found!r}, not the stub"
-    proc = subprocess.run(["bash", str(workdir / "user_data.sh")], env=env, cwd=workdir,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          timeout=900, check=False)
-    calls_file = stubs / "shutdown.calls"
-    calls = calls_file.read_text().splitlines() if calls_file.is_file() else []
-    return Run(proc.returncode, proc.stdout, calls, workdir / "opt-ml")
 
 
 def _keys(bucket: str, prefix: str) -> list[str]:
