@@ -91,6 +91,9 @@ def test_apply_end_to_end(pipeline_env, tmp_path):
     assert first["smoke_true_label"] == Path(first["smoke_image"]).parent.name
     assert_jobs_tell_the_truth(first["tuning_job_name"], first["training_job_name"])
     assert {Path(p).name for p in first["plots"]} >= {"confusion_matrix.png"}
+    saved_logs = [pipeline_env.root / p for p in first["job_logs"]]  # read as the operator
+    assert [p.name for p in saved_logs] == ["algo-1.log"]
+    assert "valid_loss=" in saved_logs[0].read_text()
 
 
 def test_plain_aws_cli_invokes_the_function_with_only_the_env_file(pipeline_env, tmp_path):

@@ -224,12 +224,42 @@ class SageMakerBackend:
 
     def _metrics_from_logs(self, job_name: str) -> dict[str, float]:
         """Fallback when SageMaker recorded no final metrics: the same regexes on the logs."""
+        return final_metrics("\n".join(self.job_logs(job_name).values()))
+
+    def job_logs(self, job_name: str) -> dict[str, str]:
+        """Each host's log of a job (`algo-1` -> its text), read as the SDK streams it while
+        waiting: the job's streams by prefix, then each stream from its start."""
+        streams: list[str] = []
         try:
-            events = self.logs.filter_log_events(logGroupName=TRAINING_LOG_GROUP,
-                                                 logStreamNamePrefix=f"{job_name}/")
+            pages = self.logs.get_paginator("describe_log_streams").paginate(
+                logGroupName=TRAINING_LOG_GROUP, logStreamNamePrefix=f"{job_name}/")
+            streams = [s["logStreamName"] for page in pages for s in page["logStreams"]]
         except self.logs.exceptions.ResourceNotFoundException:
             return {}
-        return final_metrics("\n".join(e["message"] for e in events.get("events", [])))
+        logs = {}
+        for stream in sorted(streams):
+            lines, token = [], None
+            while True:
+                kwargs = {"nextToken": token} if token else {"startFromHead": True}
+                page = self.logs.get_log_events(logGroupName=TRAINING_LOG_GROUP,
+                                                logStreamName=stream, **kwargs)
+                lines += [e["message"] for e in page["events"]]
+                if not page["events"] or page.get("nextForwardToken") == token:
+                    break
+                token = page.get("nextForwardToken")
+            host = stream.split("/", 1)[1].rsplit("-", 1)[0]  # <job>/algo-1-<epoch>
+            logs[host] = "\n".join(lines)
+        return logs
+
+    def save_job_logs(self, job_name: str, target: Path) -> list[Path]:
+        """The job's logs as `<target>/<host>.log`, beside its plots."""
+        target.mkdir(parents=True, exist_ok=True)
+        saved = []
+        for host, text in self.job_logs(job_name).items():
+            path = target / f"{host}.log"
+            path.write_text(text + "\n")
+            saved.append(path)
+        return saved
 
     def submit_tuning(self, request: TuningRequest, job_name: str | None = None,
                       wait: bool = False) -> str:

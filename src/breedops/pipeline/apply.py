@@ -228,12 +228,14 @@ def _train(options: PipelineOptions) -> Stage:
         backend = workflow.get_backend(options.env)
         result = workflow.train(options.env, backend, request(out),
                                 tuning_job_name=out["tuning_job_name"])
-        outputs = fetch_job_outputs(result.model_data_url, backend.s3,
-                                    pipeline_dir(options.env) / "outputs" / result.job_name)
+        target = pipeline_dir(options.env) / "outputs" / result.job_name
+        outputs = fetch_job_outputs(result.model_data_url, backend.s3, target)
+        outputs += backend.save_job_logs(result.job_name, target)
         return {"training_job_name": result.job_name, "training_job_arn": result.job_arn,
                 "model_data_url": result.model_data_url, "test_metrics": result.metrics,
                 "artifacts_file": str(settings.artifacts_file(options.env)),
-                "plots": [str(p) for p in outputs if p.suffix == ".png"]}
+                "plots": [str(p) for p in outputs if p.suffix == ".png"],
+                "job_logs": [str(p) for p in outputs if p.suffix == ".log"]}
 
     return Stage("train", "training job with the best hyperparameters -> artifacts file",
                  fingerprint, run,
@@ -387,6 +389,7 @@ def make_summary(options: PipelineOptions, outputs: Outputs,
         "smoke_report": outputs["smoke_report"],
         "plots": sorted(_shown(Path(p)) for p in outputs.get("plots", [])),
         "logs": training_log_command(outputs["training_job_name"]),
+        "job_logs": sorted(_shown(Path(p)) for p in outputs.get("job_logs", [])),
     }
 
 
@@ -428,7 +431,8 @@ def render_summary(s: dict[str, Any]) -> str:
          f" -> {'correct' if s['smoke_correct'] else 'WRONG'}"),
         f"  lambda report      {s['smoke_report']}" if s["smoke_report"] else "",
         f"  plots              {', '.join(s['plots']) or '(none)'}",
-        f"  training log       {s['logs']}",
+        f"  training log       {', '.join(s.get('job_logs') or []) or '(none)'}",
+        f"                     {s['logs']}",
         "",
         "next:",
         (f"  .venv/bin/breedops invoke --image {_shown(Path(s['smoke_image']))}"

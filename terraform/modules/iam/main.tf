@@ -403,8 +403,9 @@ data "aws_iam_policy_document" "operator" {
     }
   }
 
-  # Waiting on a job streams its log (DescribeLogStreams, GetLogEvents); the summary's metrics
-  # fall back to FilterLogEvents. Only the project's own jobs' streams.
+  # Waiting on a job streams its log, and the train stage saves it beside the plots
+  # (DescribeLogStreams, GetLogEvents); the summary prints a FilterLogEvents command to read it.
+  # Only the project's own jobs' streams.
   statement {
     sid       = "ReadTrainingJobLogs"
     actions   = ["logs:DescribeLogStreams", "logs:FilterLogEvents"]
