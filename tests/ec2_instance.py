@@ -11,6 +11,27 @@ from pathlib import Path
 
 # The stand-in for the DLAMI's `source /opt/pytorch/bin/activate`.
 PYTHON_ACTIVATE = f'export PATH="{Path(sys.executable).parent}:$PATH"'
+# One short epoch on a few digits: seconds on two cores.
+HYPERPARAMETERS = {"epochs": "1", "batch-size": "16", "image-size": "16", "arch": "resnet18",
+                   "threads": "2", "seed": "0"}
+# The head of a throw-away root that renders the training_instance module against the emulator.
+PROVIDER_TF = """
+terraform {
+  required_providers {
+    aws = {
+      source  = "hashicorp/aws"
+      version = ">= 5.80"
+    }
+  }
+}
+
+provider "aws" {
+  region                      = "%(region)s"
+  skip_credentials_validation = true
+  skip_metadata_api_check     = true
+  s3_use_path_style           = true
+}
+"""
 SHUTDOWN_STUB = """#!/bin/sh
 echo "$@" >> "$(dirname "$0")/shutdown.calls"
 """

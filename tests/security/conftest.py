@@ -30,7 +30,7 @@ from typing import Any
 
 import boto3
 import pytest
-from ec2_instance import PYTHON_ACTIVATE, run_user_data
+from ec2_instance import HYPERPARAMETERS, PROVIDER_TF, PYTHON_ACTIVATE, run_user_data
 from sandbox import make_sandbox
 
 from breedops.settings import DEFAULT_REGION
@@ -44,29 +44,11 @@ CHANGES_THE_PIPELINE = "changes_the_pipeline"
 INSTANCE_ID = "i-0123456789abcdef0"
 EC2_JOB = "ec2-train-security"
 EC2_TRAIN_PER_CLASS, EC2_HELD_OUT_PER_CLASS = 4, 1
-EC2_HYPERPARAMETERS = {"epochs": "1", "batch-size": "16", "image-size": "16",
-                       "arch": "resnet18", "threads": "2", "seed": "0"}
 # Variables a test never inherits from the process: another emulator's, a profile's.
 FOREIGN_VARIABLES = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN",
                      "AWS_SECURITY_TOKEN", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
                      "BREEDOPS_SERVICE_TOKEN", "BREEDOPS_IAM_AUDIT_FILE")
-USER_DATA_ROOT_TF = """
-terraform {
-  required_providers {
-    aws = {
-      source  = "hashicorp/aws"
-      version = ">= 5.80"
-    }
-  }
-}
-
-provider "aws" {
-  region                      = "%(region)s"
-  skip_credentials_validation = true
-  skip_metadata_api_check     = true
-  s3_use_path_style           = true
-}
-
+USER_DATA_ROOT_TF = PROVIDER_TF + """
 variable "training" {
   type = any
 }
@@ -234,7 +216,7 @@ def _take_the_ec2_path(root: Path, outputs: dict[str, Any], dataset: Path,
     upload_dataset(dataset, outputs["bucket_name"], dataset.name, s3=admin.client("s3"))
     script = _render_user_data(root, name_prefix, {
         "bucket_name": outputs["bucket_name"], "job_name": EC2_JOB, "dataset": dataset.name,
-        "hyperparameters": EC2_HYPERPARAMETERS,
+        "hyperparameters": HYPERPARAMETERS,
         "python_activate": PYTHON_ACTIVATE})
     account = role_arn.split(":")[4]
     credentials = assume_over_http(

@@ -25,7 +25,7 @@ from pathlib import Path
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from ec2_instance import PYTHON_ACTIVATE, run_user_data
+from ec2_instance import HYPERPARAMETERS, PROVIDER_TF, PYTHON_ACTIVATE, run_user_data
 from sandbox import make_sandbox
 
 from breedops.settings import DEFAULT_REGION
@@ -35,27 +35,8 @@ pytestmark = [pytest.mark.emulator, pytest.mark.terraform, pytest.mark.slow]
 JOB = "ec2-train-001"
 JOB_WITHOUT_DATA = "ec2-train-nodata"
 DATASET = "digits"
-# One short epoch on the tiny digits (80 training images): seconds on two cores.
-HYPERPARAMETERS = {"epochs": "1", "batch-size": "16", "image-size": "16", "arch": "resnet18",
-                   "threads": "2", "seed": "0"}
 # The sandbox root: the repository's modules, composed as the platform module composes them.
-ROOT_MAIN_TF = """
-terraform {
-  required_providers {
-    aws = {
-      source  = "hashicorp/aws"
-      version = ">= 5.80"
-    }
-  }
-}
-
-provider "aws" {
-  region                      = "%(region)s"
-  skip_credentials_validation = true
-  skip_metadata_api_check     = true
-  s3_use_path_style           = true
-}
-
+ROOT_MAIN_TF = PROVIDER_TF + """
 variable "name_prefix" {
   type = string
 }

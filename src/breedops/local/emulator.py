@@ -142,13 +142,14 @@ def write_env_file(state: Path, variables: dict[str, str]) -> Path:
 def up(state: Path | None = None) -> list[ServiceState]:
     """Start every local service (a no-op for those already running) and write `.local/env`."""
     state = state or state_dir()
-    started = [start_service(service, state) for service in services(state)]
+    found = services(state)
+    started = [start_service(service, state) for service in found]
     emulator = started[0]
     hosting_port = _port_from_environment(HOSTING_PORT_VARIABLE, DEFAULT_HOSTING_PORT)
     hosting_url = next(
         (s.url for s in started if s.name == "hosting"), f"http://127.0.0.1:{hosting_port}"
     )
-    secrets = emulator_credentials(emulator_service(state=state))
+    secrets = emulator_credentials(found[0])
     env_file = write_env_file(state, environment(emulator.url, hosting_url, secrets))
     log.info("wrote %s", env_file)
     return started

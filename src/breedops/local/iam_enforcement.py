@@ -320,10 +320,11 @@ def _check_implied(request: Any, resource: str) -> None:
     headers = {k.lower(): v for k, v in dict(request._headers).items()}
     checks = implied_actions.implied(request._action, resource, params, headers,
                                      request.account_id, request._region)
-    principal = request._access_key.arn
+    if not checks:
+        return
+    principal, policies = request._access_key.arn, request._access_key.collect_policies()
     for check in checks:
-        allowed = is_allowed(request._access_key.collect_policies(), check.action,
-                             check.resource, check.context)
+        allowed = is_allowed(policies, check.action, check.resource, check.context)
         implied_actions.record(principal, check.action, check.resource, check.context, allowed)
         if not allowed:
             request._action = check.action
