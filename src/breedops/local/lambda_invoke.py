@@ -75,7 +75,7 @@ from moto.awslambda.models import LambdaBackend
 from moto.awslambda.responses import LambdaResponse
 from moto.core.exceptions import JsonRESTError
 
-from breedops.local import lambda_runtime
+from breedops.local import lambda_runtime, service_roles
 from breedops.local.lambda_runtime import FunctionConfig, LogLine, Pool, Result
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,6 @@ MINIMUM_UNRESERVED = 100
 LAMBDA_PRINCIPAL = "lambda.amazonaws.com"
 SYNC_PAYLOAD_LIMIT = 6 * 1024 * 1024
 ASYNC_PAYLOAD_LIMIT = 1024 * 1024
-SESSION_SECONDS = 12 * 3600
 CREDENTIAL_MARGIN_S = 15 * 60  # environments are renewed before their role session expires
 EVENT_RETRY_S = 300.0  # how long an asynchronous invocation waits while throttled
 IDLE_VARIABLE = "BREEDOPS_LAMBDA_IDLE_SECONDS"
@@ -451,12 +450,11 @@ def _expiry(credentials: dict[str, Any]) -> float:
             return datetime.fromisoformat(expiration).timestamp()
         except ValueError:
             pass
-    return time.time() + SESSION_SECONDS
+    return time.time() + service_roles.SESSION_SECONDS
 
 
 def assume_role(target: Target) -> dict[str, Any]:
     """The execution role's credentials, as Lambda assumes it for this function."""
-    from breedops.local import service_roles
     from breedops.local.sagemaker_jobs import records
 
     try:
@@ -473,7 +471,7 @@ def assume_role(target: Target) -> dict[str, Any]:
 
     role = sts_backends[target.account]["aws"].assume_role(
         region_name=target.region, role_session_name=target.function_name[:64],
-        role_arn=target.role_arn, policy=None, duration=SESSION_SECONDS, external_id=None)
+        role_arn=target.role_arn, policy=None, duration=service_roles.SESSION_SECONDS, external_id=None)
     return {"AccessKeyId": role.access_key_id, "SecretAccessKey": role.secret_access_key,
             "SessionToken": role.session_token, "Expiration": role.expiration}
 

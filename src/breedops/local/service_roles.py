@@ -27,7 +27,7 @@ from breedops.settings import DEFAULT_REGION
 
 ROUTE_PREFIX = "/_breedops/service/"
 TOKEN_HEADER = "X-Breedops-Service-Token"
-SESSION_SECONDS = 12 * 3600
+SESSION_SECONDS = 12 * 3600  # how long a role session a service assumes lasts
 ASSUME_ACTIONS = ("sts:AssumeRole", "sts:*", "*")
 SAGEMAKER_PRINCIPAL = "sagemaker.amazonaws.com"
 LAMBDA_PRINCIPAL = "lambda.amazonaws.com"

@@ -43,7 +43,6 @@ log = logging.getLogger(__name__)
 
 RESTART_REASON = ("InternalServerError: the emulator stopped while this job was in progress; "
                   "its processes are gone. Start a new job.")
-ROLE_SESSION_SECONDS = 12 * 3600
 
 
 class _Executor:
@@ -473,7 +472,7 @@ def _assume_role(payload: dict[str, Any]) -> dict[str, Any]:
 
     role = sts_backends[payload["account"]]["aws"].assume_role(
         region_name=payload["region"], role_session_name=payload["session_name"],
-        role_arn=payload["role_arn"], policy=None, duration=ROLE_SESSION_SECONDS,
+        role_arn=payload["role_arn"], policy=None, duration=service_roles.SESSION_SECONDS,
         external_id=None)
     return {"AccessKeyId": role.access_key_id, "SecretAccessKey": role.secret_access_key,
             "SessionToken": role.session_token}
