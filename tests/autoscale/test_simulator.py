@@ -61,15 +61,28 @@ def test_simulate_provisioning_delay_bills_before_serving():
     assert run.summary()["requests_above_capacity"] == 800
 
 
-def test_simulate_long_scale_in_cooldown_avoids_flapping_on_stale_datapoints():
-    curve = [40.0] * 10 + [200.0] * 20 + [120.0] * 60
+def test_simulate_scale_in_after_spike_uses_current_metric_not_alarm_mean():
+    # After the spike the load falls to 20/min for 10 minutes, then settles at 140/min: every
+    # one of the 15 datapoints is below 90 % of the target (35 < 45 per instance at 4).
+    curve = [40.0] * 10 + [200.0] * 20 + [20.0] * 10 + [140.0] * 30
+    run = simulate(curve, POLICY, FLEET)
+    # The current metric (140 on 4 instances) asks for ceil(140 / 50) = 3 instances. The mean
+    # of the alarm's datapoints (15 per instance) asked for 2: one step too far, and a
+    # scale-out back to 3 three minutes later.
+    assert [(e.minute, e.action, e.from_instances, e.to_instances) for e in run.events] == [
+        (12, "scale_out", 1, 4), (44, "scale_in", 4, 3)]
+    assert run.in_service[-1] == 3
+
+
+def test_simulate_scale_in_cooldown_spaces_successive_scale_ins():
+    # The load falls in steps while the low alarm stays in alarm; each step allows fewer.
+    curve = [200.0] * 20 + [140.0] * 15 + [100.0] * 5 + [40.0] * 30
     short = simulate(curve, Policy(target=50, scale_in_cooldown_s=60, max_capacity=10), FLEET)
     long = simulate(curve, Policy(target=50, scale_in_cooldown_s=900, max_capacity=10), FLEET)
-    # With a short cooldown the second scale-in acts on datapoints measured with 4 instances,
-    # undershoots to 2, and has to scale out again.
-    assert [e.action for e in short.events].count("scale_out") >= 2
-    assert [(e.action, e.to_instances) for e in long.events] == [
-        ("scale_out", 4), ("scale_in", 3)]
+    assert [e.to_instances for e in short.events if e.action == "scale_in"] == [3, 2, 1]
+    # The long cooldown holds the next scale-in for 15 minutes, then acts on the load then.
+    assert [(e.minute, e.to_instances) for e in long.events if e.action == "scale_in"] == [
+        (34, 3), (49, 1)]
 
 
 def test_simulate_respects_max_capacity():

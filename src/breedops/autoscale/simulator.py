@@ -7,15 +7,18 @@ The model (pure Python, documented so its figures can be judged):
 - Target tracking owns two CloudWatch alarms, as AWS creates them: *high* when the last 3
   one-minute datapoints are all above the target, *low* when the last 15 are all below 90 % of
   it. Their evaluation happens at the end of each minute.
-- A scaling decision uses the mean of the alarm's datapoints (AWS does not document its exact
-  formula), so it can act on datapoints measured before the last change took effect; the
-  cooldowns guard against that.
-  Scale out (high alarm): desired = `ceil(in_service * mean metric / target)`, capped at the
-  maximum. While the scale-out cooldown runs, the capacity the last scale-out added counts as
-  part of the new desired capacity: desired = `ceil(mean invocations / target)`, and only a
-  larger count goes ahead.
-- Scale in (low alarm): desired = `ceil(in_service * mean metric / target)`, at least the
-  minimum, unless a scale-in happened within the scale-in cooldown.
+- A scaling decision computes the desired capacity from the *current* metric, the datapoint
+  that completed the alarm, as Application Auto Scaling does: desired =
+  `ceil(in_service * metric / target)` (with the metric per instance, that is the minute's
+  invocations divided by the target). The alarm's other datapoints only decide *whether* to
+  act: averaging them, as this simulator once did, scales in one step too far when the load
+  has risen again within the low alarm's 15 minutes (`tests/autoscale/test_simulator.py`).
+  Scale out (high alarm): capped at the maximum. AWS lets a scale-out go ahead during the
+  scale-out cooldown, counting the capacity the last one added; here that capacity is already
+  in `in_service` once it serves (and nothing scales before), so only a larger count goes
+  ahead and the scale-out cooldown changes nothing in this model.
+  Scale in (low alarm): at least the minimum, unless a scale-in happened within the scale-in
+  cooldown.
 - New instances serve after `provisioning_minutes` (SageMaker takes minutes to add one) and are
   billed from the decision on; removed instances stop at once. While instances are still being
   provisioned the endpoint is `Updating` and SageMaker refuses another update, so no scaling
@@ -143,7 +146,6 @@ def simulate(demand_rpm: Sequence[float], policy: Policy, fleet: Fleet) -> Simul
     run = Simulation(policy=policy, fleet=fleet)
     in_service = policy.min_capacity
     pending: list[int] = []  # the minute each provisioning instance starts serving
-    last_out_s: float | None = None
     last_in_s: float | None = None
     for minute, demand in enumerate(demand_rpm):
         ready = [m for m in pending if m <= minute]
@@ -164,26 +166,18 @@ def simulate(demand_rpm: Sequence[float], policy: Policy, fleet: Fleet) -> Simul
                 and all(m > policy.target for m in recent[-HIGH_ALARM_DATAPOINTS:]))
         low = (len(recent) >= LOW_ALARM_DATAPOINTS
                and all(m < LOW_ALARM_RATIO * policy.target for m in recent))
-        if high:
-            window = slice(-HIGH_ALARM_DATAPOINTS, None)
-            cooling = last_out_s is not None and now_s - last_out_s < policy.scale_out_cooldown_s
-            if cooling:
-                wanted = math.ceil(_mean(run.demand_rpm[window]) / policy.target)
-            else:
-                wanted = math.ceil(in_service * _mean(run.metric[window]) / policy.target)
-            wanted = min(policy.max_capacity, wanted)
-            if wanted > in_service:
-                run.events.append(ScalingEvent(minute, "scale_out", in_service, wanted))
-                pending = [minute + 1 + fleet.provisioning_minutes] * (wanted - in_service)
-                last_out_s = now_s
-        elif low:
-            cooling = last_in_s is not None and now_s - last_in_s < policy.scale_in_cooldown_s
-            wanted = max(policy.min_capacity,
-                         math.ceil(in_service * _mean(recent) / policy.target))
-            if not cooling and wanted < in_service:
-                run.events.append(ScalingEvent(minute, "scale_in", in_service, wanted))
-                in_service = wanted
-                last_in_s = now_s
+        if not (high or low):
+            continue
+        wanted = desired_capacity(in_service, metric, policy)
+        if high and wanted > in_service:
+            run.events.append(ScalingEvent(minute, "scale_out", in_service, wanted))
+            pending = [minute + 1 + fleet.provisioning_minutes] * (wanted - in_service)
+        elif low and wanted < in_service:
+            if last_in_s is not None and now_s - last_in_s < policy.scale_in_cooldown_s:
+                continue
+            run.events.append(ScalingEvent(minute, "scale_in", in_service, wanted))
+            in_service = wanted
+            last_in_s = now_s
     return run
 
 
@@ -205,5 +199,10 @@ def sweep(curves: dict[str, Sequence[float]], fleet: Fleet, targets: Sequence[fl
     return rows
 
 
-def _mean(values: Sequence[float]) -> float:
-    return sum(values) / len(values)
+def desired_capacity(in_service: int, metric: float, policy: Policy) -> int:
+    """Target tracking's capacity for the current metric, within the scalable target's bounds.
+
+    Rounded up, so that the metric lands at or below the target after the change.
+    """
+    wanted = math.ceil(in_service * metric / policy.target)
+    return max(policy.min_capacity, min(policy.max_capacity, wanted))
