@@ -9,20 +9,28 @@ import argparse
 import json
 import logging
 import os
+import re
+import shutil
 import signal
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from breedops.local import iam_enforcement
 from breedops.local.credentials import ADMIN_USER, EmulatorCredentials, from_environment
+from breedops.local.front_door import FrontDoor
 from breedops.local.implied_actions import AUDIT_FILE_VARIABLE
 from breedops.settings import DEFAULT_REGION
 
 log = logging.getLogger("breedops.local.server")
 ADMIN_POLICY = {"Version": "2012-10-17", "Statement": [
     {"Sid": "AdministratorAccess", "Effect": "Allow", "Action": "*", "Resource": "*"}]}
+# An emulator without a state dir runs its jobs under a temporary dir named by its pid.
+JOBS_DIR_PREFIX = "breedops-jobs-"
+_JOBS_DIR_NAME = re.compile(re.escape(JOBS_DIR_PREFIX) + r"(?P<pid>[0-9]+)-[^-]+$")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -41,6 +49,30 @@ def _exit_on_signal(signum: int, frame: Any) -> None:
 
     sagemaker_jobs.shutdown()  # a training job's processes must not outlive the emulator
     sys.exit(0)
+
+
+def temporary_jobs_dir() -> Path:
+    """A jobs dir for an emulator without state, removed at exit (`remove_jobs_dir`).
+
+    Named by the emulator's pid, so that the dirs of emulators that were killed (SIGKILL gives
+    no chance to clean up) are removed by the next one instead of piling up (jobs write
+    hundreds of MB).
+    """
+    root = Path(tempfile.gettempdir())
+    for orphan in root.glob(JOBS_DIR_PREFIX + "*"):
+        match = _JOBS_DIR_NAME.match(orphan.name)
+        try:
+            mine = orphan.is_dir() and orphan.stat().st_uid == os.getuid()
+        except OSError:
+            continue
+        if match and mine and not psutil.pid_exists(int(match["pid"])):
+            log.info("removing %s, left by an emulator that is gone", orphan)
+            remove_jobs_dir(orphan)
+    return Path(tempfile.mkdtemp(prefix=f"{JOBS_DIR_PREFIX}{os.getpid()}-", dir=root))
+
+
+def remove_jobs_dir(path: Path) -> None:
+    shutil.rmtree(path, onerror=lambda _f, p, e: log.warning("could not remove %s: %s", p, e[1]))
 
 
 def bootstrap_admin(credentials: EmulatorCredentials) -> None:
@@ -64,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # IAM is enforced from the first request, as on AWS; the bootstrap admin holds the first key.
     os.environ.setdefault(iam_enforcement.ENFORCEMENT_VARIABLE, "0")
+    # moto would answer any web page's preflight with Access-Control-Allow-Origin: its Origin.
+    os.environ["MOTO_DISABLE_GLOBAL_CORS"] = "true"
     if args.state_dir:  # every IAM decision, for the deny-matrix tests and for review
         os.environ.setdefault(AUDIT_FILE_VARIABLE, str(args.state_dir / "iam-audit.jsonl"))
     # moto reads its settings at import time, so the imports come after argument parsing.
@@ -97,25 +131,28 @@ def main(argv: list[str] | None = None) -> int:
                         journal)
     records.set_app(app)
     credentials = from_environment()
-    jobs_dir = (args.state_dir / "jobs") if args.state_dir else Path(
-        tempfile.mkdtemp(prefix="breedops-jobs-"))
-    sagemaker_jobs.configure(f"http://{args.host}:{args.port}", jobs_dir)
-    sagemaker_jobs.suspend()  # a replayed job is a record, not a run
-    app.replay()  # before binding: the port answers only once the state is back
-    sagemaker_jobs.resume()
-    if credentials is not None:
-        bootstrap_admin(credentials)
-        app.on_reset = lambda: bootstrap_admin(credentials)
-    elif iam_enforcement.enabled():
-        log.warning("no bootstrap admin: only keys made in unauthenticated requests will work")
     signal.signal(signal.SIGTERM, _exit_on_signal)
     signal.signal(signal.SIGINT, _exit_on_signal)
-    log.info("emulator listening on http://%s:%d", args.host, args.port)
-    run_simple(
-        args.host, args.port,
-        service_roles.ServiceApp(app, credentials.service_token if credentials else None),
-        threaded=True, request_handler=MotoRequestHandler,
-    )
+    jobs_dir = (args.state_dir / "jobs") if args.state_dir else temporary_jobs_dir()
+    try:
+        sagemaker_jobs.configure(f"http://{args.host}:{args.port}", jobs_dir)
+        sagemaker_jobs.suspend()  # a replayed job is a record, not a run
+        app.replay()  # before binding: the port answers only once the state is back
+        sagemaker_jobs.resume()
+        if credentials is not None:
+            bootstrap_admin(credentials)
+            app.on_reset = lambda: bootstrap_admin(credentials)
+        elif iam_enforcement.enabled():
+            log.warning("no bootstrap admin: only keys made in unauthenticated requests will work")
+        log.info("emulator listening on http://%s:%d", args.host, args.port)
+        service_app = service_roles.ServiceApp(
+            app, credentials.service_token if credentials else None)
+        # Outermost: a web page is refused before any route, /moto-api and /_breedops included.
+        run_simple(args.host, args.port, FrontDoor(service_app, args.port, args.host),
+                   threaded=True, request_handler=MotoRequestHandler)
+    finally:
+        if not args.state_dir:
+            remove_jobs_dir(jobs_dir)
     return 0
 
 
