@@ -14,11 +14,14 @@ import base64
 import io
 import json
 import logging
+import os
+import re
 import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -31,6 +34,9 @@ from werkzeug.wrappers import Request
 log = logging.getLogger(__name__)
 
 INLINE_BODY_LIMIT = 64 * 1024
+REJECTED_FILE = "journal.rejected"  # lines that could not be replayed, with why
+REJECTED_BODIES = "bodies.rejected"  # body files that no entry names (a crash mid-append)
+BODY_FILE_PATTERN = re.compile(r"^[0-9]{8,}\.bin$")
 SEED_BASE = 1_000_003
 HEALTH_PATH = "/_breedops/health"  # bucket names cannot start with "_": no clash with S3
 MOTO_RESET_PATH = "/moto-api/reset"
@@ -120,26 +126,106 @@ def make_backend_creation_deterministic() -> None:
     AccountSpecificBackend.__getitem__ = __getitem__  # type: ignore[method-assign]
 
 
+class DamagedLineError(Exception):
+    """A journal line that cannot be replayed; the message says why."""
+
+
+@dataclass(frozen=True)
+class SkippedLine:
+    """A journal line that cannot be replayed, and why."""
+
+    number: int
+    reason: str
+    raw: bytes
+
+
 class Journal:
-    """An append-only file of state-changing requests, with large bodies stored beside it."""
+    """An append-only file of state-changing requests, with large bodies stored beside it.
+
+    Each append is fsynced before the request is answered: an acknowledged change survives a
+    kill -9 or a power loss. Reading it back (at start) skips what cannot be replayed, a line
+    torn by a crash mid-append or one damaged otherwise, and `compact()` sets those aside in
+    `journal.rejected` so that nothing is thrown away silently.
+    """
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.path = directory / "journal.jsonl"
         self.bodies = directory / "bodies"
+        self.rejected_path = directory / REJECTED_FILE
+        self.rejected_bodies = directory / REJECTED_BODIES
         self.bodies.mkdir(parents=True, exist_ok=True)
-        self.next_seq = sum(1 for _ in self._lines())
+        self.skipped: list[SkippedLine] = []
+        self._kept: list[dict[str, Any]] = []
+        self._rewrite = False  # the file differs from `_kept` (skipped lines, a missing newline)
+        self._scan()
+        used = [e["seq"] for e in self._kept] + [_body_seq(p.name) for p in self._body_files()]
+        # Never reuse a seq: it is the entry's seed and names its body file.
+        self.next_seq = max(used, default=-1) + 1
 
-    def _lines(self) -> Iterable[str]:
-        if not self.path.exists():
-            return []
-        with self.path.open(encoding="utf-8") as f:
-            return [line for line in f if line.strip()]
+    def _scan(self) -> None:
+        raw = self.path.read_bytes() if self.path.exists() else b""
+        lines = raw.split(b"\n")
+        unterminated = bool(lines[-1])  # no newline at the end: a crash came mid-write
+        self._rewrite = unterminated
+        seen: set[int] = set()
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                entry = self._parse(line, seen)
+            except DamagedLineError as e:
+                torn = unterminated and number == len(lines)
+                reason = f"torn last line (the emulator stopped mid-append): {e}" if torn else str(e)
+                self.skipped.append(SkippedLine(number, reason, line))
+                self._rewrite = True
+                continue
+            seen.add(entry["seq"])
+            self._kept.append(entry)
+
+    def _parse(self, line: bytes, seen: set[int]) -> dict[str, Any]:
+        """One journal entry, checked well enough to replay (else DamagedLineError, saying why)."""
+        try:
+            entry = json.loads(line.decode("utf-8"))
+        except UnicodeDecodeError as e:
+            raise DamagedLineError(f"not UTF-8 text ({e.reason} at byte {e.start})") from None
+        except json.JSONDecodeError as e:
+            raise DamagedLineError(f"not JSON ({e.msg}, column {e.colno})") from None
+        if not isinstance(entry, dict):
+            raise DamagedLineError("not a journal entry (a JSON object)")
+        for key, kind in (("seq", int), ("method", str), ("uri", str), ("headers", dict)):
+            if not isinstance(entry.get(key), kind):
+                raise DamagedLineError(
+                    f"not a journal entry: {key!r} is missing or not a {kind.__name__}")
+        if entry["seq"] < 0 or entry["seq"] in seen:
+            raise DamagedLineError(f"seq {entry['seq']} is negative or repeated")
+        if "body_file" in entry:
+            name = entry["body_file"]
+            if not isinstance(name, str) or not BODY_FILE_PATTERN.match(name):
+                raise DamagedLineError(f"body_file {name!r} is not a body file name")
+            try:
+                size = (self.bodies / name).stat().st_size
+            except OSError as e:
+                raise DamagedLineError(
+                    f"its body file {name} cannot be read ({e.strerror})") from None
+            if entry.get("body_bytes", size) != size:
+                raise DamagedLineError(
+                    f"its body file {name} has {size} bytes, the entry says {entry['body_bytes']}")
+        else:
+            try:
+                base64.b64decode(entry.get("body", ""), validate=True)
+            except (ValueError, TypeError) as e:
+                raise DamagedLineError(f"its body is not base64 ({e})") from None
+        return entry
+
+    def _body_files(self) -> list[Path]:
+        return [p for p in self.bodies.iterdir() if BODY_FILE_PATTERN.match(p.name)]
 
     def seed_for(self, seq: int) -> int:
         return SEED_BASE + seq
 
     def append(self, method: str, raw_uri: str, headers: dict[str, str], body: bytes) -> None:
+        """Record one request durably (fsynced) before it is acknowledged."""
         seq = self.next_seq
         entry: dict[str, Any] = {
             "seq": seq,
@@ -149,28 +235,100 @@ class Journal:
         }
         if len(body) > INLINE_BODY_LIMIT:
             name = f"{seq:08d}.bin"
-            (self.bodies / name).write_bytes(body)
+            _write_durably(self.bodies / name, body)
             entry["body_file"] = name
+            entry["body_bytes"] = len(body)
         else:
             entry["body"] = base64.b64encode(body).decode("ascii")
-        with self.path.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(entry) + "\n")
+        created = not self.path.exists()
+        with self.path.open("ab") as f:
+            end = f.tell()
+            try:
+                f.write(json.dumps(entry).encode() + b"\n")
+                f.flush()
+                os.fsync(f.fileno())
+            except OSError:
+                f.truncate(end)  # no half line for the next append to continue
+                raise
+        if created:
+            _fsync_directory(self.directory)
         self.next_seq = seq + 1
 
     def entries(self) -> Iterable[tuple[dict[str, Any], bytes]]:
-        for line in self._lines():
-            entry = json.loads(line)
+        for entry in self._kept:
             if "body_file" in entry:
                 body = (self.bodies / entry["body_file"]).read_bytes()
             else:
                 body = base64.b64decode(entry.get("body", ""))
             yield entry, body
 
+    def compact(self) -> None:
+        """Rewrite the journal without the lines that were skipped, atomically, and set those
+        lines (and body files no entry names) aside in `journal.rejected` (`bodies.rejected/`).
+
+        Only damage is dropped: every replayable entry is kept, since an entry's effect can only
+        be judged by replaying what follows it (moto's state has no snapshot to compact into).
+        """
+        if self.skipped:
+            when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            records = b"".join(json.dumps({
+                "rejected_at": when, "line": s.number, "reason": s.reason,
+                "text": s.raw.decode("utf-8", errors="replace"),
+                "base64": base64.b64encode(s.raw).decode("ascii"),
+            }).encode() + b"\n" for s in self.skipped)
+            with self.rejected_path.open("ab") as f:
+                f.write(records)
+                f.flush()
+                os.fsync(f.fileno())
+        if self._rewrite:
+            _write_durably(self.path, b"".join(json.dumps(e).encode() + b"\n"
+                                               for e in self._kept))
+            _fsync_directory(self.directory)
+        named = {e["body_file"] for e in self._kept if "body_file" in e}
+        orphans = [p for p in self._body_files() if p.name not in named]
+        if orphans:
+            self.rejected_bodies.mkdir(exist_ok=True)
+            for orphan in orphans:
+                log.warning("journal body %s is named by no entry; moved to %s",
+                            orphan.name, self.rejected_bodies)
+                os.replace(orphan, self.rejected_bodies / orphan.name)
+            _fsync_directory(self.bodies)
+            _fsync_directory(self.rejected_bodies)
+        self.skipped, self._kept, self._rewrite = [], [], False
+
     def clear(self) -> None:
         self.path.unlink(missing_ok=True)
         for blob in self.bodies.iterdir():
             blob.unlink()
+        _fsync_directory(self.directory)
+        _fsync_directory(self.bodies)
+        self._kept = []
         self.next_seq = 0
+
+
+def _body_seq(name: str) -> int:
+    return int(name.split(".", 1)[0])
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    """Write a whole file under a temporary name, fsync it and rename it into place: readers
+    (and a restart after a crash) see the old content or the new, never part of it."""
+    partial = path.with_name(f".{path.name}.partial")
+    with partial.open("wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(partial, path)
+    _fsync_directory(path.parent)
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a directory's entries (a created, renamed or removed file) survive a power loss."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class JournalingApp:
@@ -235,14 +393,19 @@ class JournalingApp:
         if self.journal is None:
             return 0
         started = time.monotonic()
+        for skipped in self.journal.skipped:
+            log.warning("journal line %d skipped: %s", skipped.number, skipped.reason)
         count = failures = 0
         with _trusted():
             count, failures = self._replay_entries()
         self.replayed = count
         log.info(
-            "replayed %d journaled requests (%d failed) in %.2f s",
-            count, failures, time.monotonic() - started,
+            "replayed %d journaled requests (%d failed, %d lines skipped) in %.2f s",
+            count, failures, len(self.journal.skipped), time.monotonic() - started,
         )
+        if self.journal.skipped:
+            log.warning("the skipped lines are kept in %s", self.journal.rejected_path)
+        self.journal.compact()
         return count
 
     def _replay_entries(self) -> tuple[int, int]:
@@ -251,18 +414,20 @@ class JournalingApp:
         for entry, body in self.journal.entries():
             mock_random.seed(self.journal.seed_for(entry["seq"]))
             path, _, query = entry["uri"].partition("?")
-            builder = EnvironBuilder(
-                path=path, query_string=query, method=entry["method"],
-                headers=entry["headers"], data=body,
-            )
-            environ = builder.get_environ()
-            environ[INTERNAL_MARK] = True  # a journaled internal record replays as one
+            builder = None
             try:
+                builder = EnvironBuilder(
+                    path=path, query_string=query, method=entry["method"],
+                    headers=entry["headers"], data=body,
+                )
+                environ = builder.get_environ()
+                environ[INTERNAL_MARK] = True  # a journaled internal record replays as one
                 status = _status_of(self.app, environ)
             except Exception as e:  # noqa: BLE001 -- one bad entry must not stop the start
                 status = f"error {type(e).__name__}: {e}"
             finally:
-                builder.close()
+                if builder is not None:
+                    builder.close()
             count += 1
             if not status.startswith(("2", "3")):
                 failures += 1
