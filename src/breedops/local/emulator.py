@@ -24,6 +24,7 @@ from breedops.local.services import (
     free_port,
     service_status,
     start_service,
+    state_lock,
     stop_service,
     write_atomically,
 )
@@ -51,6 +52,10 @@ HOSTING_PORT_VARIABLE = "BREEDOPS_HOSTING_PORT"
 DEFAULT_EMULATOR_PORT = 5566
 DEFAULT_HOSTING_PORT = 5567
 HOSTING_MODULE = "breedops.serving.hosting"
+# Held by `up` and `down` for their whole run: the services, the credentials they are given and
+# `.local/env` change together, so a concurrent `up` finds everything started, and a `down`
+# racing an `up` stops what the `up` started.
+SERVICES_LOCK = "services"
 
 
 def _port_from_environment(variable: str, default: int) -> int:
@@ -142,6 +147,11 @@ def write_env_file(state: Path, variables: dict[str, str]) -> Path:
 def up(state: Path | None = None) -> list[ServiceState]:
     """Start every local service (a no-op for those already running) and write `.local/env`."""
     state = state or state_dir()
+    with state_lock(state, SERVICES_LOCK):
+        return _up_locked(state)
+
+
+def _up_locked(state: Path) -> list[ServiceState]:
     found = services(state)
     started = [start_service(service, state) for service in found]
     emulator = started[0]
@@ -158,11 +168,9 @@ def up(state: Path | None = None) -> list[ServiceState]:
 def down(state: Path | None = None) -> list[str]:
     """Stop every local service, hosting first; the emulator's journal stays for the next up."""
     state = state or state_dir()
-    stopped = []
-    for service in reversed(_known_services(state)):
-        if stop_service(service, state):
-            stopped.append(service.name)
-    return stopped
+    with state_lock(state, SERVICES_LOCK):
+        return [service.name for service in reversed(_known_services(state))
+                if stop_service(service, state)]
 
 
 def status(state: Path | None = None) -> list[ServiceState]:

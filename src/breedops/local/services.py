@@ -3,10 +3,13 @@
 A `Service` says what to run and how to tell it is ready; `start_service`, `stop_service` and
 `service_status` keep `<name>.pid` and `<name>.log` under a state directory. The pidfile records
 the process's start time, so a pid that the system reused for another program reads as stale.
+Starting and stopping hold `<name>.lock` (`state_lock`), so two commands at once never start a
+service twice nor stop one that is half started.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -16,7 +19,8 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +33,7 @@ log = logging.getLogger(__name__)
 LOCALHOST = "127.0.0.1"
 HEALTH_TIMEOUT_SECONDS = 2.0
 POLL_INTERVAL_SECONDS = 0.1
+LOCK_TIMEOUT_SECONDS = 300.0  # longer than any start (a replay of a long journal) takes
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,38 @@ def write_atomically(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+@contextmanager
+def state_lock(state: Path, name: str,
+               timeout_seconds: float = LOCK_TIMEOUT_SECONDS) -> Iterator[None]:
+    """Hold the exclusive lock `<state>/<name>.lock`, waiting for another holder to finish.
+
+    An fcntl lock: the kernel releases it when its holder exits, even by SIGKILL, so there is
+    no stale lock to clean up. Started services never inherit it (the fd is close-on-exec).
+    """
+    state.mkdir(parents=True, exist_ok=True)
+    path = state / f"{name}.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        deadline = time.monotonic() + timeout_seconds
+        waiting = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise EmulatorError(
+                        f"another breedops command has held {path} for {timeout_seconds:.0f} s; "
+                        "wait for it to finish, or stop it") from None
+                if not waiting:
+                    log.info("waiting for another breedops command to release %s", path)
+                    waiting = True
+                time.sleep(POLL_INTERVAL_SECONDS)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def _read_pidfile(path: Path) -> dict | None:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -125,11 +162,9 @@ def _reap(pid: int) -> None:
         pass
 
 
-def _healthy(service: Service) -> bool:
+def _healthy(url: str) -> bool:
     try:
-        with urllib.request.urlopen(
-            service.url + service.health_path, timeout=HEALTH_TIMEOUT_SECONDS
-        ) as response:
+        with urllib.request.urlopen(url, timeout=HEALTH_TIMEOUT_SECONDS) as response:
             return response.status == 200
     except (urllib.error.URLError, OSError):
         return False
@@ -157,11 +192,21 @@ def service_status(service: Service, state: Path) -> ServiceState:
 def start_service(service: Service, state: Path) -> ServiceState:
     """Start the service in the background and return once it answers its health check.
 
-    A no-op when it already runs; a stale pidfile (process gone, or pid reused) is replaced.
+    A no-op when it already runs (once it answers); a stale pidfile (process gone, or pid
+    reused) is replaced. Holds the service's lock: a concurrent start waits, then finds it.
     """
+    with state_lock(state, service.name):
+        return _start_locked(service, state)
+
+
+def _start_locked(service: Service, state: Path) -> ServiceState:
     current = service_status(service, state)
     if current.running:
         log.info("%s already running (pid %s) at %s", service.name, current.pid, current.url)
+        # Its starter may have died before it answered: wait for it as the starter would have.
+        record = _read_pidfile(pidfile_path(service, state))
+        _wait_until_healthy(service, current.url, lambda: None if _live_process(record) else -1,
+                            log_path(service, state))
         return current
     pidfile = pidfile_path(service, state)
     if pidfile.exists():
@@ -172,7 +217,6 @@ def start_service(service: Service, state: Path) -> ServiceState:
             f"{service.name}: port {service.port} on {LOCALHOST} is taken by another program; "
             "stop it or choose another port"
         )
-    state.mkdir(parents=True, exist_ok=True)
     logfile = log_path(service, state)
     with logfile.open("ab") as log_stream:
         process = subprocess.Popen(
@@ -190,25 +234,31 @@ def start_service(service: Service, state: Path) -> ServiceState:
         "argv": list(service.argv),
     }
     write_atomically(pidfile, json.dumps(record))
-    _wait_until_healthy(service, process, logfile)
+    try:
+        _wait_until_healthy(service, service.url, process.poll, logfile)
+    except EmulatorError:
+        _terminate(process.pid, service.stop_timeout_seconds)
+        pidfile.unlink(missing_ok=True)
+        raise
     log.info("%s started (pid %d) at %s", service.name, process.pid, service.url)
     return service_status(service, state)
 
 
-def _wait_until_healthy(service: Service, process: subprocess.Popen, logfile: Path) -> None:
+def _wait_until_healthy(service: Service, url: str, exit_code: Callable[[], int | None],
+                        logfile: Path) -> None:
     deadline = time.monotonic() + service.startup_timeout_seconds
     while time.monotonic() < deadline:
-        if process.poll() is not None:
+        code = exit_code()
+        if code is not None:
             raise EmulatorError(
-                f"{service.name} exited with code {process.returncode} while starting; "
+                f"{service.name} exited with code {code} while starting; "
                 f"see {logfile}:\n{_tail(logfile)}"
             )
-        if _healthy(service):
+        if _healthy(url + service.health_path):
             return
         time.sleep(POLL_INTERVAL_SECONDS)
-    _terminate(process.pid, service.stop_timeout_seconds)
     raise EmulatorError(
-        f"{service.name} did not answer {service.url}{service.health_path} within "
+        f"{service.name} did not answer {url}{service.health_path} within "
         f"{service.startup_timeout_seconds:.0f} s; see {logfile}"
     )
 
@@ -221,17 +271,21 @@ def _tail(path: Path, lines: int = 20) -> str:
 
 
 def stop_service(service: Service, state: Path) -> bool:
-    """Stop the service (SIGTERM, then SIGKILL after its timeout). True if it was running."""
-    pidfile = pidfile_path(service, state)
-    process = _live_process(_read_pidfile(pidfile))
-    if process is None:
+    """Stop the service (SIGTERM, then SIGKILL after its timeout). True if it was running.
+
+    Holds the service's lock: a start in progress finishes first, and is then stopped.
+    """
+    with state_lock(state, service.name):
+        pidfile = pidfile_path(service, state)
+        process = _live_process(_read_pidfile(pidfile))
+        if process is None:
+            pidfile.unlink(missing_ok=True)
+            log.info("%s is not running", service.name)
+            return False
+        _terminate(process.pid, service.stop_timeout_seconds)
         pidfile.unlink(missing_ok=True)
-        log.info("%s is not running", service.name)
-        return False
-    _terminate(process.pid, service.stop_timeout_seconds)
-    pidfile.unlink(missing_ok=True)
-    log.info("%s stopped (pid %d)", service.name, process.pid)
-    return True
+        log.info("%s stopped (pid %d)", service.name, process.pid)
+        return True
 
 
 def _terminate(pid: int, timeout_seconds: float) -> None:
