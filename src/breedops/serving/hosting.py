@@ -45,6 +45,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from breedops.errors import BreedopsError
+from breedops.local.front_door import refusal
 from breedops.settings import DEFAULT_REGION, state_dir
 
 logger = logging.getLogger(__name__)
@@ -564,6 +565,17 @@ class RuntimeHandler(BaseHTTPRequestHandler):
 
     server: HostingServer
     protocol_version = "HTTP/1.1"
+
+    def parse_request(self) -> bool:
+        # The emulator's front-door check: a web page must never reach the models' code.
+        if not super().parse_request():
+            return False
+        refused = refusal(self.headers.get, self.server.server_address[1],
+                          self.server.server_address[0])
+        if refused is not None:
+            self.close_connection = True
+            self._send_error(RuntimeApiError(refused.status, refused.code, refused.message))
+        return refused is None
 
     def do_GET(self) -> None:
         if self.path == "/ping":
