@@ -110,14 +110,19 @@ def _services(options: PipelineOptions) -> Stage:
                  lambda _: None, run, hint, always_run=True, principal=None)
 
 
-def _base(options: PipelineOptions) -> Stage:
+def _base(options: PipelineOptions, pending: list[Any]) -> Stage:
     def fingerprint(_: Outputs) -> Any:
         return {"terraform": terraform_sources()}
 
     def run(_: Outputs) -> Outputs:
         from breedops import terraform
 
-        out = terraform.apply(options.env, log_file=_log_file(options.env, "terraform-base"))
+        # The bucket's lifecycle rules cost a fixed 55 s wait that no later stage needs: they
+        # are applied in the background, and the serving stage waits for them.
+        out, background = terraform.apply_deferring(
+            options.env, log_file=_log_file(options.env, "terraform-base"))
+        if background is not None:
+            pending.append(background)
         return {"terraform_outputs": out}
 
     return Stage("base", "terraform apply: bucket, KMS key, roles and policies", fingerprint,
@@ -243,7 +248,7 @@ def _train(options: PipelineOptions) -> Stage:
                  principal=OPERATOR)
 
 
-def _serving(options: PipelineOptions) -> Stage:
+def _serving(options: PipelineOptions, pending: list[Any]) -> Stage:
     def fingerprint(out: Outputs) -> Any:
         artifacts = settings.artifacts_file(options.env)
         return {"artifact": artifacts.read_text() if artifacts.is_file() else None,
@@ -253,6 +258,7 @@ def _serving(options: PipelineOptions) -> Stage:
     def run(_: Outputs) -> Outputs:
         from breedops import terraform
 
+        _finish_background(pending)
         return {"terraform_outputs": terraform.apply(
             options.env, log_file=_log_file(options.env, "terraform-serving"))}
 
@@ -339,9 +345,24 @@ def _bucket_exists(base_outputs: Outputs) -> bool:
     return True
 
 
-def build_stages(options: PipelineOptions) -> list[Stage]:
-    return [_services(options), _base(options), _data(options), _tune(options),
-            _train(options), _serving(options), _smoke_test(options)]
+def _finish_background(pending: list[Any]) -> None:
+    """Wait for the base stage's background apply; the full apply that follows retries what
+    it failed to do, and fails with Terraform's own error if that fails again."""
+    from breedops.terraform import TerraformError
+
+    while pending:
+        try:
+            pending[0].wait()
+        except TerraformError as e:
+            log.warning("%s; the serving apply tries again", e)
+        pending.pop(0)
+
+
+def build_stages(options: PipelineOptions, pending: list[Any] | None = None) -> list[Stage]:
+    """The stages; `pending` collects what a stage leaves running for a later one."""
+    pending = [] if pending is None else pending
+    return [_services(options), _base(options, pending), _data(options), _tune(options),
+            _train(options), _serving(options, pending), _smoke_test(options)]
 
 
 def apply(options: PipelineOptions, out=sys.stdout) -> dict[str, Any]:
@@ -350,8 +371,14 @@ def apply(options: PipelineOptions, out=sys.stdout) -> dict[str, Any]:
         raise ConfigurationError(f"{lambda_zip()} is missing: run `make lambda` first")
     started = time.monotonic()
     ledger = StageLedger(pipeline_dir(options.env) / "ledger.json")
-    outputs, timeline = run_stages(build_stages(options), ledger, force=options.force,
-                                   act_as=Principals().act_as)
+    pending: list[Any] = []
+    try:
+        outputs, timeline = run_stages(build_stages(options, pending), ledger,
+                                       force=options.force, act_as=Principals().act_as)
+        _finish_background(pending)
+    finally:  # a stage failed or was interrupted: stop the background apply cleanly
+        for background in pending:
+            background.stop()
     summary = make_summary(options, outputs, timeline, time.monotonic() - started)
     path = pipeline_dir(options.env) / SUMMARY_FILE
     path.write_text(json.dumps(summary, indent=2, default=str))

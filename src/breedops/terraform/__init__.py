@@ -6,22 +6,30 @@ its state under `state_dir()`, the aws root reads its S3 backend from `backend.h
 
 from __future__ import annotations
 
+import contextlib
+import fnmatch
 import json
 import logging
 import os
 import re
+import shutil
+import signal
+import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from breedops.settings import artifacts_file, project_root, state_dir, terraform_env_dir
 from breedops.terraform.plan_summary import render, unapproved_protected_changes
-from breedops.terraform.runner import TerraformError, run, run_json
+from breedops.terraform.runner import TerraformError, first_error, run, run_json, terraform_env
 
 __all__ = [
+    "BackgroundApply",
     "ProtectedResourceError",
     "TerraformError",
     "apply",
+    "apply_deferring",
     "destroy",
     "destroy_targets",
     "init",
@@ -42,6 +50,11 @@ CONTRACT_OUTPUTS = (
     "bucket_name", "kms_key_arn", "sagemaker_execution_role_arn", "operator_policy_arn",
     "endpoint_name", "lambda_function_name", "lambda_alias_name", "name_prefix",
 )
+# Resources whose create waits out a fixed floor in the provider, on AWS as on the emulator, and
+# that nothing reads: S3 lifecycle rules (a 10 s delay, then 10 matching reads 5 s apart: 55 s,
+# internal/service/s3/bucket_lifecycle_configuration.go). `apply_deferring` applies them last, in
+# the background. Glob patterns of resource addresses.
+DEFERRABLE = ("*aws_s3_bucket_lifecycle_configuration.*",)
 
 
 def env_root(env: str) -> Path:
@@ -142,6 +155,128 @@ def apply(env: str, variables: dict[str, Any] | None = None,
     return outputs(env, initialised=True)
 
 
+@dataclass
+class BackgroundApply:
+    """A full `terraform apply` that runs on while the caller goes on (see `apply_deferring`).
+
+    It holds the state lock: `wait()` for it before the next Terraform command of its root.
+    """
+
+    root: Path
+    process: subprocess.Popen
+    log_file: Path
+
+    def wait(self) -> None:
+        """Wait for the apply; raise TerraformError if it failed.
+
+        An interrupt while waiting is forwarded as Terraform's graceful stop (SIGINT: it finishes
+        the calls in flight, saves its state, releases its lock), and the wait goes on.
+        """
+        forwarded = False
+        while True:
+            try:
+                code = self.process.wait()
+                break
+            except KeyboardInterrupt:
+                if not forwarded:
+                    forwarded = True
+                    self._interrupt()
+                    log.warning("interrupt: waiting for the background terraform apply in %s to "
+                                "save its state", self.root.name)
+        if forwarded:
+            raise KeyboardInterrupt
+        if code != 0:
+            raise TerraformError(
+                f"the background terraform apply in {self.root.name} failed: "
+                f"{first_error(self.log_file.read_text(errors='replace'))} "
+                f"(full output: {self.log_file})")
+        log.info("background terraform apply in %s complete (full output: %s)",
+                 self.root.name, self.log_file)
+
+    def stop(self) -> None:
+        """Stop it gracefully if it still runs, and wait for it to exit; never SIGKILL (a killed
+        Terraform leaves resources outside its state and a stale lock)."""
+        if self.process.poll() is None:
+            self._interrupt()
+        self.process.wait()
+
+    def _interrupt(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.process.pid, signal.SIGINT)
+
+
+def apply_deferring(env: str, log_file: Path,
+                    deferrable: tuple[str, ...] = DEFERRABLE) -> tuple[dict[str, Any],
+                                                                     BackgroundApply | None]:
+    """Apply `env` but the `deferrable` resources, and start a full apply for those.
+
+    Returns the outputs of the first apply and the background apply (None when the plan changes
+    no deferrable resource: then the saved plan is applied as it is). Terraform adds to a
+    `-target` everything it depends on, so a deferrable resource that another one reads is
+    applied in the first round anyway. Once the background apply is done the state is what a
+    plain `apply` leaves, and `terraform plan` is clean.
+    """
+    root = init(env)
+    _check_lambda_zip(env, root)
+    return _apply_deferring(root, env, log_file, deferrable)
+
+
+def _apply_deferring(root: Path, env: str | None, log_file: Path,
+                     deferrable: tuple[str, ...]) -> tuple[dict[str, Any],
+                                                           BackgroundApply | None]:
+    plan_file = root / ".terraform" / "deferring.tfplan"
+    plan_file.parent.mkdir(parents=True, exist_ok=True)
+    stream = run(root, "plan", "-input=false", "-json", f"-out={plan_file}", env=env,
+                 capture=True).stdout
+    changes = planned_changes(stream)
+    now = [a for a in changes if not any(fnmatch.fnmatchcase(a, p) for p in deferrable)]
+    try:
+        if len(now) == len(changes):
+            run(root, "apply", "-input=false", "-no-color", str(plan_file), env=env,
+                log_file=log_file)
+            return outputs_of(root, env), None
+        if now:
+            run(root, "apply", "-input=false", "-no-color", "-auto-approve",
+                *(f"-target={a}" for a in now), env=env, log_file=log_file)
+    finally:
+        plan_file.unlink(missing_ok=True)
+    deferred = [a for a in changes if a not in now]
+    background_log = log_file.with_name(f"{log_file.stem}-background{log_file.suffix}")
+    log.info("applied all but %s; a background apply does the rest (output: %s)",
+             ", ".join(deferred), background_log)
+    with background_log.open("w") as out:
+        out.write("$ terraform apply -input=false -no-color -auto-approve\n")
+        out.flush()
+        # Its own process group: the terminal's Ctrl-C reaches the caller, which forwards one.
+        process = subprocess.Popen(
+            [*_terraform(), "apply", "-input=false", "-no-color", "-auto-approve"], cwd=root,
+            env=terraform_env(env), stdin=subprocess.DEVNULL, stdout=out,
+            stderr=subprocess.STDOUT, process_group=0)
+    return outputs_of(root, env), BackgroundApply(root, process, background_log)
+
+
+def planned_changes(plan_json_lines: str) -> list[str]:
+    """Addresses of the resources a `terraform plan -json` stream plans to change."""
+    addresses = []
+    for line in plan_json_lines.splitlines():
+        try:
+            message = json.loads(line)
+        except ValueError:
+            continue
+        if message.get("type") == "planned_change":
+            change = message["change"]
+            if change.get("action") not in ("noop", "read"):
+                addresses.append(change["resource"]["addr"])
+    return addresses
+
+
+def _terraform() -> list[str]:
+    executable = shutil.which("terraform")
+    if executable is None:
+        raise TerraformError("terraform not found on PATH: install Terraform >= 1.7")
+    return [executable]
+
+
 def destroy(env: str, force: bool = False) -> None:
     """Destroy `env`. Without `force`, the data bucket and its key stay.
 
@@ -172,7 +307,10 @@ def destroy(env: str, force: bool = False) -> None:
 
 def outputs(env: str, initialised: bool = False) -> dict[str, Any]:
     """The outputs of `env` as plain values (contract 7), null ones as None."""
-    root = env_root(env) if initialised else init(env)
+    return outputs_of(env_root(env) if initialised else init(env), env)
+
+
+def outputs_of(root: Path, env: str | None) -> dict[str, Any]:
     raw = run_json(root, "output", "-json", env=env) or {}
     values = dict.fromkeys(CONTRACT_OUTPUTS)
     values.update((name, value["value"]) for name, value in raw.items())

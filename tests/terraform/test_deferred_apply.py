@@ -1,0 +1,116 @@
+"""`apply_deferring`: real Terraform, a built-in `terraform_data` root, a slow leaf.
+
+The leaf stands in for S3 lifecycle rules (a fixed 55 s wait in the provider that nothing reads):
+the first apply returns without it, a background apply adds it, and the plan is clean after.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from breedops.terraform import _apply_deferring
+from breedops.terraform.runner import run
+
+pytestmark = pytest.mark.terraform
+
+LEAF = "terraform_data.leaf"
+
+
+def write_root(root: Path, leaf_seconds: int, reader: bool = False) -> Path:
+    """A root whose leaf takes `leaf_seconds` to create and leaves a marker file when done."""
+    reader_block = 'resource "terraform_data" "reader" {\n  input = terraform_data.leaf.id\n}\n'
+    (root / "main.tf").write_text(f'''
+resource "terraform_data" "base" {{
+  input = "made"
+}}
+
+resource "terraform_data" "leaf" {{
+  input = terraform_data.base.output
+  provisioner "local-exec" {{
+    command = "sleep {leaf_seconds} && touch leaf-done"
+  }}
+}}
+
+output "base" {{
+  value = terraform_data.base.output
+}}
+{reader_block if reader else ""}''')
+    run(root, "init", "-input=false", "-no-color", capture=True)
+    return root
+
+
+@pytest.fixture
+def root(tmp_path, monkeypatch):
+    monkeypatch.setenv("BREEDOPS_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.delenv("TF_CLI_CONFIG_FILE", raising=False)
+    folder = tmp_path / "root"
+    folder.mkdir()
+    return folder
+
+
+def plan_exit_code(root: Path) -> int:
+    """0: nothing to change; 2: changes. `-lock-timeout=0s`: fails if the lock is still held."""
+    return subprocess.run(["terraform", "plan", "-input=false", "-no-color", "-lock-timeout=0s",
+                           "-detailed-exitcode"], cwd=root, capture_output=True,
+                          timeout=60).returncode
+
+
+def test_apply_deferring_returns_before_the_leaf_and_the_background_adds_it(root):
+    write_root(root, leaf_seconds=6)
+    started = time.monotonic()
+
+    outputs, background = _apply_deferring(root, None, root / "apply.log", (LEAF,))
+
+    assert outputs["base"] == "made"  # the outputs of the first round are there
+    assert background is not None
+    assert not (root / "leaf-done").exists()
+    assert background.process.poll() is None
+    background.process.wait(timeout=45)  # bounds the test; wait() checks the outcome
+    background.wait()
+    assert time.monotonic() - started >= 6
+    assert (root / "leaf-done").exists()
+    assert plan_exit_code(root) == 0
+    assert "Apply complete!" in background.log_file.read_text()
+
+
+def test_apply_deferring_applies_a_deferrable_resource_that_another_reads_at_once(root):
+    write_root(root, leaf_seconds=1, reader=True)
+
+    _, background = _apply_deferring(root, None, root / "apply.log", (LEAF,))
+
+    # Terraform adds what a target depends on: the reader's leaf is not left behind.
+    assert (root / "leaf-done").exists()
+    if background is not None:
+        background.process.wait(timeout=45)
+        background.wait()
+    assert plan_exit_code(root) == 0
+
+
+def test_apply_deferring_without_deferrable_changes_applies_the_saved_plan(root):
+    write_root(root, leaf_seconds=0)
+
+    outputs, background = _apply_deferring(root, None, root / "apply.log", ("aws_none.*",))
+
+    assert background is None
+    assert outputs["base"] == "made"
+    assert (root / "leaf-done").exists()
+    assert plan_exit_code(root) == 0
+
+
+def test_background_apply_stop_is_graceful_and_releases_the_lock(root):
+    write_root(root, leaf_seconds=40)
+    _, background = _apply_deferring(root, None, root / "apply.log", (LEAF,))
+    time.sleep(2)  # the background apply is inside the leaf's provisioner
+
+    started = time.monotonic()
+    background.stop()
+
+    assert time.monotonic() - started < 30
+    assert background.process.returncode != 0
+    assert not (root / "leaf-done").exists()
+    # The lock is released and the state saved: a plan runs and wants only the leaf.
+    assert plan_exit_code(root) == 2
