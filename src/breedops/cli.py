@@ -13,6 +13,7 @@ import sys
 
 from breedops import __version__
 from breedops.errors import BreedopsError
+from breedops.interrupts import EXIT_INTERRUPTED, Interrupted, terminate_as_interrupt
 
 COMMAND_MODULES = (
     "breedops.local.cli",
@@ -54,14 +55,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.log_level != "DEBUG":  # botocore reports every credential and endpoint lookup
         logging.getLogger("botocore").setLevel(logging.WARNING)
+    terminate_as_interrupt()  # `kill`, a supervisor or CI's cancel: cleaned up as Ctrl-C is
     try:
         return int(args.func(args) or 0)
     except BreedopsError as e:
         print(f"breedops {args.command}: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"breedops {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        # What was left and what to run next, when the code that was interrupted said so.
+        detail = f": {e}" if isinstance(e, Interrupted) else ""
+        print(f"breedops {args.command}: interrupted{detail}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except Exception as e:
         # An AWS client error (no credentials, emulator not running, access denied) is the
         # user's to fix: say it in one line. Anything else is a bug and keeps its traceback.

@@ -6,15 +6,19 @@ flags, and `-json` output is easier to read directly than through an unmaintaine
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from breedops.errors import BreedopsError
+from breedops.interrupts import Interrupted
 from breedops.local.env_file import read_env_file
 from breedops.settings import project_root, state_dir
 
@@ -22,6 +26,8 @@ log = logging.getLogger(__name__)
 
 # Variables of the emulator that `make up` writes to .local/env (contract 1).
 EMULATOR_ENV_FILE = "env"
+# Interrupts forwarded to Terraform: the first is its graceful stop, the second its immediate one.
+FORWARDED_INTERRUPTS = 2
 
 
 class TerraformError(BreedopsError):
@@ -84,40 +90,90 @@ def run(
     """Run `terraform <args>` in `root`; raise TerraformError naming the root on failure.
 
     Output streams to the console unless `capture`, or goes to the end of `log_file`; either
-    way errors are summarised.
+    way errors are summarised. An interrupt (Ctrl-C, SIGTERM) is forwarded to Terraform as
+    its own CLI expects it, and Terraform is waited for: see `_wait`.
     """
     executable = shutil.which("terraform")
     if executable is None:
         raise TerraformError("terraform not found on PATH: install Terraform >= 1.7")
     command = [executable, *args]
     log.info("terraform %s (in %s)", " ".join(args), _relative(root))
-    if log_file is not None:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        with log_file.open("a") as out:
-            out.write(f"\n$ terraform {' '.join(args)}\n")
-            out.flush()
-            proc = subprocess.run(command, cwd=root, env=terraform_env(env), text=True,
-                                  stdout=out, stderr=subprocess.PIPE, check=False)
-        if proc.stderr:
-            with log_file.open("a") as out:
-                out.write(proc.stderr)
-    else:
-        proc = subprocess.run(
-            command,
-            cwd=root,
-            env=terraform_env(env),
-            text=True,
-            stdout=subprocess.PIPE if capture else None,
-            stderr=subprocess.PIPE,
-            check=False,
-        )
-    if not capture and proc.stderr:
-        log.debug("terraform stderr: %s", proc.stderr)
+    with contextlib.ExitStack() as files:
+        stderr = files.enter_context(tempfile.TemporaryFile("w+"))
+        stdout = files.enter_context(tempfile.TemporaryFile("w+")) if capture else None
+        if log_file is not None:
+            log_file.parent.mkdir(parents=True, exist_ok=True)
+            stdout = files.enter_context(log_file.open("a"))
+            stdout.write(f"\n$ terraform {' '.join(args)}\n")
+            stdout.flush()
+        # Its own process group: the terminal's Ctrl-C reaches only us, and we forward exactly
+        # one SIGINT per interrupt. Terraform takes a second SIGINT as "stop now, lose data",
+        # so it must never get the terminal's and ours for one keypress.
+        proc = subprocess.Popen(command, cwd=root, env=terraform_env(env), text=True,
+                                stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
+                                process_group=0)
+        interrupts = _wait(proc, args[0], root)
+        stderr.seek(0)
+        err = stderr.read()
+        out = ""
+        if capture and stdout is not None:
+            stdout.seek(0)
+            out = stdout.read()
+        if log_file is not None and err:
+            stdout.write(err)
+    if not capture and err:
+        log.debug("terraform stderr: %s", err)
+    if interrupts:
+        raise _interrupted(args[0], root, proc.returncode, interrupts, log_file)
     if proc.returncode != 0:
-        detail = first_error((proc.stderr or "") + "\n" + (proc.stdout or ""))
+        detail = first_error(err + "\n" + out)
         where = f" (full output: {log_file})" if log_file is not None else ""
         raise TerraformError(f"terraform {args[0]} failed in {_relative(root)}: {detail}{where}")
-    return proc
+    return subprocess.CompletedProcess(command, proc.returncode, out if capture else None, err)
+
+
+def _wait(proc: subprocess.Popen, command: str, root: Path) -> int:
+    """Wait for Terraform to exit; return how many interrupts were forwarded to it.
+
+    The first interrupt becomes Terraform's graceful stop: it lets the operations in flight
+    finish, writes its state and releases its lock. A second one is forwarded too (Terraform
+    then stops at once, as when Ctrl-C is pressed twice at its own prompt). Never SIGKILL:
+    a killed Terraform leaves resources that exist but are not in state, and a stale lock.
+    """
+    interrupts = 0
+    while True:
+        try:
+            proc.wait()
+            return interrupts
+        except KeyboardInterrupt:
+            interrupts += 1
+            if interrupts > FORWARDED_INTERRUPTS:
+                log.warning("terraform %s is stopping; waiting for it to exit", command)
+                continue
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGINT)
+            if interrupts == 1:
+                log.warning("interrupt: terraform %s in %s finishes its operations in flight, "
+                            "saves its state and releases its lock; waiting for it (interrupt "
+                            "again to stop it at once, which may lose state)",
+                            command, _relative(root))
+            else:
+                log.warning("second interrupt: terraform %s stops at once", command)
+
+
+def _interrupted(command: str, root: Path, returncode: int, interrupts: int,
+                 log_file: Path | None) -> Interrupted:
+    where = f"; its output: {log_file}" if log_file is not None else ""
+    if interrupts == 1:
+        return Interrupted(
+            f"terraform {command} in {_relative(root)} was interrupted and stopped cleanly "
+            f"(exit {returncode}): state is saved and its lock released; run `make apply` "
+            f"again{where}")
+    return Interrupted(
+        f"terraform {command} in {_relative(root)} was stopped at once by a second interrupt "
+        f"(exit {returncode}): resources it was creating may be missing from its state. Run "
+        f"`make plan` to see what it will do; if it reports the state locked, `terraform "
+        f"force-unlock` it{where}")
 
 
 def run_json(root: Path, *args: str, env: str | None = None) -> Any:
