@@ -15,9 +15,14 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import ClientError
+
+from breedops import interrupts
 from breedops.errors import BreedopsError
 from breedops.jobs import naming
 from breedops.jobs.metrics import (
@@ -36,8 +41,11 @@ from breedops.jobs.spec import (
     TuningRequest,
     TuningResult,
 )
+from breedops.jobs.submitted import SubmittedJob
 
 LOG = logging.getLogger(__name__)
+# A job an earlier run submitted is used in these states; after any other it is submitted anew.
+ATTACHABLE = ("InProgress", "Completed")
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 VOLUME_SIZE_GB = 30
 POLL_SECONDS = 5
@@ -68,6 +76,28 @@ def training_log_command(job_name: str) -> str:
     """The AWS CLI (v1 and v2) command that prints a training job's log."""
     return (f"aws logs filter-log-events --log-group-name {TRAINING_LOG_GROUP} "
             f"--log-stream-name-prefix {job_name}/")
+
+
+def stop_command(kind: str, job_name: str) -> str:
+    """The AWS CLI command that stops a training or tuning job."""
+    if kind == "tuning":
+        return ("aws sagemaker stop-hyper-parameter-tuning-job "
+                f"--hyper-parameter-tuning-job-name {job_name}")
+    return f"aws sagemaker stop-training-job --training-job-name {job_name}"
+
+
+@contextmanager
+def waiting_for(kind: str, job_name: str, resumable: bool) -> Iterator[None]:
+    """An interrupt while waiting leaves the job running: say so, and how to resume or stop."""
+    try:
+        yield
+    except KeyboardInterrupt as e:
+        then = ("the next `make apply` resumes waiting on it" if resumable else
+                "its result is read with `aws sagemaker describe-"
+                f"{'hyper-parameter-tuning-job' if kind == 'tuning' else 'training-job'}`")
+        raise interrupts.Interrupted(
+            f"stopped waiting for {kind} job {job_name}, which keeps running (on AWS, and "
+            f"billing); {then}. To stop it: {stop_command(kind, job_name)}") from e
 
 
 def distribution_type(channel: str, instance_count: int) -> str:
@@ -202,10 +232,56 @@ class SageMakerBackend:
         except FailedStatusError:
             pass  # `_result` reports the failure with SageMaker's FailureReason
 
-    def train(self, request: TrainingRequest) -> TrainingResult:
-        """Run a training job to the end (streaming its logs)."""
-        name = self.submit_training(request, wait=True)
+    def train(self, request: TrainingRequest,
+              submitted: SubmittedJob | None = None) -> TrainingResult:
+        """Run a training job to the end (streaming its logs).
+
+        With `submitted`, the job is recorded there once created, and a job recorded by an
+        earlier run for the same request is waited on (or its result used) instead.
+        """
+        name = self._attach_or_submit("training", submitted, self._training_status,
+                                      lambda: self.submit_training(request))
+        with waiting_for("training", name, resumable=submitted is not None):
+            self.wait_for_training(name)
         return self._result(name, request.hyperparameters)
+
+    def _training_status(self, name: str) -> str | None:
+        try:
+            return self.sagemaker.describe_training_job(
+                TrainingJobName=name)["TrainingJobStatus"]
+        except ClientError as e:
+            if e.response["Error"]["Code"] in ("ValidationException", "ResourceNotFound"):
+                return None  # SageMaker's answer for a name it does not know
+            raise
+
+    def _tuning_status(self, name: str) -> str | None:
+        try:
+            return self.sagemaker.describe_hyper_parameter_tuning_job(
+                HyperParameterTuningJobName=name)["HyperParameterTuningJobStatus"]
+        except ClientError as e:
+            if e.response["Error"]["Code"] in ("ValidationException", "ResourceNotFound"):
+                return None
+            raise
+
+    def _attach_or_submit(self, kind: str, submitted: SubmittedJob | None,
+                          status_of: Callable[[str], str | None],
+                          submit: Callable[[], str]) -> str:
+        """The recorded job when it runs or ran to completion; otherwise a new one, recorded
+        before anything waits on it (an interrupt in between is held until it is recorded)."""
+        recorded = submitted.name if submitted is not None else None
+        if recorded:
+            status = status_of(recorded)
+            if status in ATTACHABLE:
+                LOG.info("%s job %s, submitted by an earlier run, is %s: using it, not "
+                         "submitting another", kind, recorded, status)
+                return recorded
+            LOG.info("%s job %s, submitted by an earlier run, is %s: submitting a new one",
+                     kind, recorded, status or "unknown to SageMaker")
+        with interrupts.deferred():
+            name = submit()
+            if submitted is not None:
+                submitted.record(name, kind)
+        return name
 
     def _result(self, job_name: str, hyperparameters: HyperParameters) -> TrainingResult:
         described = self.sagemaker.describe_training_job(TrainingJobName=job_name)
@@ -326,9 +402,14 @@ class SageMakerBackend:
             HyperParameterTuningJobName=name)
         return [trial for page in pages for trial in page["TrainingJobSummaries"]]
 
-    def tune(self, request: TuningRequest) -> TuningResult:
-        """Run a tuning job to the end; its best trial is the result."""
-        name = self.submit_tuning(request, wait=True)
+    def tune(self, request: TuningRequest,
+             submitted: SubmittedJob | None = None) -> TuningResult:
+        """Run a tuning job to the end; its best trial is the result. `submitted` as for
+        `train`."""
+        name = self._attach_or_submit("tuning", submitted, self._tuning_status,
+                                      lambda: self.submit_tuning(request))
+        with waiting_for("tuning", name, resumable=submitted is not None):
+            self.wait_for_tuning(name)
         described = self.sagemaker.describe_hyper_parameter_tuning_job(
             HyperParameterTuningJobName=name)
         if described["HyperParameterTuningJobStatus"] != "Completed":

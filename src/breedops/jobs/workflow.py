@@ -14,6 +14,7 @@ from breedops.jobs.spec import (
     TuningRequest,
     TuningResult,
 )
+from breedops.jobs.submitted import SubmittedJob
 from breedops.settings import ENVIRONMENTS
 
 LOG = logging.getLogger(__name__)
@@ -25,9 +26,11 @@ class JobBackend(Protocol):
     sagemaker: Any
     s3: Any
 
-    def train(self, request: TrainingRequest) -> TrainingResult: ...
+    def train(self, request: TrainingRequest,
+              submitted: SubmittedJob | None = None) -> TrainingResult: ...
 
-    def tune(self, request: TuningRequest) -> TuningResult: ...
+    def tune(self, request: TuningRequest,
+             submitted: SubmittedJob | None = None) -> TuningResult: ...
 
     def best_training_job(self, tuning_job_name: str) -> str: ...
 
@@ -69,7 +72,8 @@ def tune(env: str, backend: JobBackend, request: TuningRequest) -> TuningResult:
 
 
 def train(env: str, backend: JobBackend, request: TrainingRequest,
-          tuning_job_name: str | None = None) -> TrainingResult:
-    result = backend.train(request)
+          tuning_job_name: str | None = None,
+          submitted: SubmittedJob | None = None) -> TrainingResult:
+    result = backend.train(request, submitted)
     record(env, backend, result, tuning_job_name=tuning_job_name)
     return result

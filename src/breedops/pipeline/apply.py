@@ -25,6 +25,7 @@ from breedops.pipeline.stages import (
     Outputs,
     Stage,
     StageLedger,
+    digest,
     hash_files,
     run_stages,
 )
@@ -32,6 +33,8 @@ from breedops.pipeline.stages import (
 log = logging.getLogger(__name__)
 
 SUMMARY_FILE = "summary.json"
+# Jobs submitted by a stage that has not finished: the next run waits on them (jobs/submitted.py).
+SUBMITTED_JOBS_FILE = "jobs.json"
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,13 @@ def _log_file(env: str, name: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("")
     return path
+
+
+def submitted_job(env: str, stage: str, fingerprint: Any):
+    """Where `stage` records the job it submits for the inputs `fingerprint`."""
+    from breedops.jobs.submitted import SubmittedJob
+
+    return SubmittedJob(pipeline_dir(env) / SUBMITTED_JOBS_FILE, stage, digest(fingerprint))
 
 
 def lambda_zip() -> Path:
@@ -202,7 +212,9 @@ def _tune(options: PipelineOptions) -> Stage:
         from breedops.jobs import workflow
 
         backend = workflow.get_backend(options.env)
-        result = backend.tune(_tuning_request(options, out))
+        submitted = submitted_job(options.env, "tune", fingerprint(out))
+        result = backend.tune(_tuning_request(options, out), submitted)
+        submitted.clear()  # the stage's record holds the result from here on
         return {"tuning_job_name": result.tuning_job_name,
                 "tuning_objective_valid_loss": result.objective_value,
                 "best_trial_job_name": result.best.job_name,
@@ -231,16 +243,19 @@ def _train(options: PipelineOptions) -> Stage:
         from breedops.jobs.artifacts import fetch_job_outputs
 
         backend = workflow.get_backend(options.env)
+        submitted = submitted_job(options.env, "train", fingerprint(out))
         result = workflow.train(options.env, backend, request(out),
-                                tuning_job_name=out["tuning_job_name"])
+                                tuning_job_name=out["tuning_job_name"], submitted=submitted)
         target = pipeline_dir(options.env) / "outputs" / result.job_name
         outputs = fetch_job_outputs(result.model_data_url, backend.s3, target)
         outputs += backend.save_job_logs(result.job_name, target)
-        return {"training_job_name": result.job_name, "training_job_arn": result.job_arn,
-                "model_data_url": result.model_data_url, "test_metrics": result.metrics,
-                "artifacts_file": str(settings.artifacts_file(options.env)),
-                "plots": [str(p) for p in outputs if p.suffix == ".png"],
-                "job_logs": [str(p) for p in outputs if p.suffix == ".log"]}
+        produced = {"training_job_name": result.job_name, "training_job_arn": result.job_arn,
+                    "model_data_url": result.model_data_url, "test_metrics": result.metrics,
+                    "artifacts_file": str(settings.artifacts_file(options.env)),
+                    "plots": [str(p) for p in outputs if p.suffix == ".png"],
+                    "job_logs": [str(p) for p in outputs if p.suffix == ".log"]}
+        submitted.clear()
+        return produced
 
     return Stage("train", "training job with the best hyperparameters -> artifacts file",
                  fingerprint, run,
