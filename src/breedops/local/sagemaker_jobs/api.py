@@ -13,7 +13,9 @@ that:
 - `DescribeTrainingJob`/`DescribeHyperParameterTuningJob` answer what the runs recorded.
 
 While the emulator replays its journal (`suspend()`), creations only register jobs; `resume()`
-then marks any job that was still running when the emulator stopped as Failed.
+then runs again every job that was still running when the emulator stopped or was killed, as
+the job would have gone on on AWS (a job outlives an outage of the API): a training job from
+its request and its checkpoints, a tuning job from its trials so far.
 """
 
 from __future__ import annotations
@@ -36,13 +38,9 @@ from breedops.local.sagemaker_jobs import records, transfer
 from breedops.local.sagemaker_jobs.search import InvalidTuningConfig, TuningSearch
 from breedops.local.sagemaker_jobs.training import TERMINAL, Site, TrainingJobRun
 from breedops.local.sagemaker_jobs.tuning import TuningJobRun
-from breedops.local.sagemaker_jobs.tuning import counters as tuning_counters
 from breedops.local.service_roles import SAGEMAKER_PRINCIPAL
 
 log = logging.getLogger(__name__)
-
-RESTART_REASON = ("InternalServerError: the emulator stopped while this job was in progress; "
-                  "its processes are gone. Start a new job.")
 
 
 class _Executor:
@@ -91,34 +89,38 @@ def suspend() -> None:
 
 
 def resume() -> None:
-    """Allow runs again; a job left in progress by a stopped emulator is Failed, as it is."""
+    """Allow runs again, and run again the jobs a stopped emulator left in progress."""
     EXECUTOR.suspended = False
     for account, by_region in list(sagemaker_backends.items()):
         for region, backend in list(by_region.items()):
-            for name, job in list(backend.training_jobs.items()):
-                if job.training_job_status not in TERMINAL:
-                    records.dispatch(records.TRAINING_STATE, {
-                        "account": account, "region": region, "name": name,
-                        "fields": {"TrainingJobStatus": "Failed", "SecondaryStatus": "Failed",
-                                   "FailureReason": RESTART_REASON}})
             for name, job in list(backend.hyper_parameter_tuning_jobs.items()):
-                if job.hyper_parameter_tuning_job_status not in TERMINAL:
-                    # Its trials in progress failed with it (their training jobs just did).
-                    trials = [t if t["TrainingJobStatus"] in TERMINAL else
-                              {**t, "TrainingJobStatus": "Failed", "ObjectiveStatus": "Failed",
-                               "FailureReason": RESTART_REASON}
-                              for t in getattr(job, "trials", None) or []]
-                    records.dispatch(records.TUNING_STATE, {
-                        "account": account, "region": region, "name": name,
-                        "fields": {"HyperParameterTuningJobStatus": "Failed",
-                                   "FailureReason": RESTART_REASON, "Trials": trials,
-                                   **tuning_counters(trials)}})
+                status = job.hyper_parameter_tuning_job_status
+                if status == "Stopping":  # StopHyperParameterTuningJob was acknowledged
+                    _record_stopped(records.TUNING_STATE, account, region, name,
+                                    "HyperParameterTuningJobStatus")
+                elif status not in TERMINAL:
+                    log.info("tuning job %s was in progress: it goes on", name)
+                    _start_tuning(account, region, name, restored=True)
+            for name, job in list(backend.training_jobs.items()):
+                status = job.training_job_status
+                if status == "Stopping":
+                    _record_stopped(records.TRAINING_STATE, account, region, name,
+                                    "TrainingJobStatus")
+                # A tuning job's trials run again with their tuning job, just above.
+                elif status not in TERMINAL and not getattr(job, "tuning_job_arn", None):
+                    log.info("training job %s was in progress: it runs again", name)
+                    _start_training(account, region, name, restarted=True)
+
+
+def _record_stopped(route: str, account: str, region: str, name: str, field: str) -> None:
+    records.dispatch(route, {"account": account, "region": region, "name": name,
+                             "fields": {field: "Stopped"}})
 
 
 def shutdown() -> None:
     """The emulator is stopping: kill every running job's processes (SIGKILL, each host's
     process group) and start nothing more. The jobs stay InProgress; `resume()` at the next
-    start marks them Failed."""
+    start runs them again."""
     EXECUTOR.suspended = True
     with EXECUTOR.lock:
         tuning = [run for run in EXECUTOR.tuning.values() if not run.done.is_set()]
@@ -223,13 +225,13 @@ def _role_fetch(account: str, region: str, role_arn: str) -> transfer.Fetch:
 
 
 def _start_training(account: str, region: str, name: str,
-                    threads: int | None = None) -> TrainingJobRun:
+                    threads: int | None = None, restarted: bool = False) -> TrainingJobRun:
     backend = sagemaker_backends[account][region]
     job = backend.training_jobs[name]
     described = copy.deepcopy(job.response_object)
     described["Environment"] = getattr(job, "environment", None) or {}
     run = TrainingJobRun(EXECUTOR.require_site(), described, account, region, threads=threads,
-                         fetch=_role_fetch(account, region, job.role_arn))
+                         fetch=_role_fetch(account, region, job.role_arn), restarted=restarted)
     EXECUTOR.start(EXECUTOR.training, (account, region, name), run)
     return run
 
@@ -335,7 +337,7 @@ def _reset_tuning_job(job: HyperParameterTuningJob) -> None:
     job.trials = []
 
 
-def _start_tuning(account: str, region: str, name: str) -> TuningJobRun:
+def _start_tuning(account: str, region: str, name: str, restored: bool = False) -> TuningJobRun:
     job = sagemaker_backends[account][region].hyper_parameter_tuning_jobs[name]
     described = copy.deepcopy({"HyperParameterTuningJobName": name,
                                "HyperParameterTuningJobArn": job.arn,
@@ -348,9 +350,33 @@ def _start_tuning(account: str, region: str, name: str) -> TuningJobRun:
                                                 "tuning_job": name, "request": request})
         return _start_training(account, region, request["TrainingJobName"], threads=threads)
 
-    run = TuningJobRun(EXECUTOR.require_site(), described, account, region, start_trial)
+    def restart_trial(trial: str, threads: int) -> TrainingJobRun | _EndedRun:
+        ended = sagemaker_backends[account][region].training_jobs[trial]
+        if ended.training_job_status in TERMINAL:  # it ended just before the emulator stopped
+            return _EndedRun(ended)
+        return _start_training(account, region, trial, threads=threads, restarted=True)
+
+    run = TuningJobRun(EXECUTOR.require_site(), described, account, region, start_trial,
+                       restored=list(getattr(job, "trials", None) or []) if restored else None,
+                       restart_trial=restart_trial)
     EXECUTOR.start(EXECUTOR.tuning, (account, region, name), run)
     return run
+
+
+class _EndedRun:
+    """What a tuning job reads of a trial's run, for a trial whose training job had ended."""
+
+    def __init__(self, job: FakeTrainingJob) -> None:
+        self.job = job.response_object
+        self.status = job.training_job_status
+        self.final_metrics = list(job.final_metric_data_list or [])
+        self.failure_reason = getattr(job, "failure_reason", None)
+        self.training_started = None
+        self.done = threading.Event()
+        self.done.set()
+
+    def stop(self) -> None:
+        """It has ended already."""
 
 
 def _tuning_job(self: SageMakerResponse) -> HyperParameterTuningJob:

@@ -6,10 +6,17 @@ the container's command on every host, streams the log to CloudWatch Logs while 
 metric regexes, syncs checkpoints, enforces `MaxRuntimeInSeconds` and `StopTrainingJob`
 (SIGTERM, then SIGKILL after SageMaker's grace period), and uploads model.tar.gz and
 output.tar.gz. Every change of state is recorded through `records.dispatch`.
+
+A job that was in progress when the emulator stopped (or was killed) runs again when it starts
+(`restarted`): on AWS a job outlives an outage of the API, and its checkpoints carry it on.
+Each host's pid is kept beside its folder, so that a killed emulator's leftover processes are
+ended before the job runs again.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
 import re
@@ -22,6 +29,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from breedops.local import service_roles
 from breedops.local.sagemaker_jobs import cloudwatch, container, records, transfer
@@ -38,6 +47,8 @@ FAILURE_REASON_LIMIT = 1024
 LOG_TAIL_LINES = 12
 TOOLKIT_LINE = re.compile(r"^(\d{4}-\d\d-\d\d [\d:,]+ sagemaker-training-toolkit |\+\+? )")
 TERMINAL = ("Completed", "Failed", "Stopped")
+RESTART_MESSAGE = ("The emulator restarted while the job was in progress; the job runs again "
+                   "from its last checkpoint")
 
 
 @dataclass(frozen=True)
@@ -63,8 +74,10 @@ class TrainingJobRun:
     """
 
     def __init__(self, site: Site, job: dict[str, Any], account: str, region: str,
-                 threads: int | None = None, fetch: transfer.Fetch | None = None) -> None:
+                 threads: int | None = None, fetch: transfer.Fetch | None = None,
+                 restarted: bool = False) -> None:
         self.site = site
+        self.restarted = restarted
         self.fetch = fetch
         self.job = job
         self.name: str = job["TrainingJobName"]
@@ -125,6 +138,9 @@ class TrainingJobRun:
     def _run(self) -> None:
         job_dir = self.site.jobs_dir / self.name
         try:
+            if self.restarted:
+                self._transition("Restarting", RESTART_MESSAGE)
+                end_leftovers(job_dir)
             self._transition("Starting", "Preparing the instances for training")
             credentials = self._assume_role()
             session = _RoleSession(credentials, self.region, self.site.endpoint_url)
@@ -207,6 +223,7 @@ class TrainingJobRun:
                 container.command(host, self.job), env=env, cwd=host.base,
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                 start_new_session=True)
+            _write_pidfile(host.base.parent / f"{host.name}.pid", process.pid)
             with self._lock:
                 self._processes.append(process)
                 abandoned = self._abandoned
@@ -379,6 +396,42 @@ class _RoleSession:
     def client(self, service: str) -> Any:
         return self._session.client(service, endpoint_url=self._endpoint_url,
                                     config=self._config)
+
+
+def _write_pidfile(path: Path, pid: int) -> None:
+    """The host's pid and start time: a pid alone may be reused by another process."""
+    try:
+        started = psutil.Process(pid).create_time()
+    except psutil.NoSuchProcess:  # it ended already
+        return
+    path.write_text(json.dumps({"pid": pid, "create_time": started}))
+
+
+def end_leftovers(job_dir: Path) -> None:
+    """Kill what an earlier emulator process left of a job (its hosts' process groups) and
+    clear the hosts' folders, so that the job's next run starts as on fresh instances."""
+    for pidfile in sorted(job_dir.glob("algo-*.pid")):
+        try:
+            record = json.loads(pidfile.read_text())
+            pid = int(record["pid"])
+        except (ValueError, KeyError, TypeError):
+            pidfile.unlink(missing_ok=True)
+            continue
+        try:
+            reused = psutil.Process(pid).create_time() != record.get("create_time")
+        except psutil.NoSuchProcess:
+            # The host's leader is gone, but its group may live on (the script it started):
+            # Linux gives no new process the id of a group that still has members.
+            reused = False
+        if not reused:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+                log.info("training job %s: killed the leftover processes of group %d",
+                         job_dir.name, pid)
+        pidfile.unlink(missing_ok=True)
+    for host_dir in job_dir.glob("algo-*"):
+        if host_dir.is_dir():
+            shutil.rmtree(host_dir, ignore_errors=True)
 
 
 def _signal_group(process: subprocess.Popen, sig: int) -> None:

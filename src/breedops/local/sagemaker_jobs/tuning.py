@@ -3,7 +3,9 @@
 `TuningJobRun` keeps up to `MaxParallelTrainingJobs` trials running, names them as SageMaker
 does (`<tuning-job>-<NNN>-<8 hex>`), reads each finished trial's objective from its
 `FinalMetricDataList` (the request's own metric regexes over its log), tells the search, and
-records the counters and the best trial after every change.
+records the counters and the best trial after every change. A tuning job that was in progress
+when the emulator stopped goes on where it was (`restored`): the search learns its ended
+trials again, and its trials in progress run again.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 from breedops.local.sagemaker_jobs import records
 from breedops.local.sagemaker_jobs.search import Proposal, TuningSearch
-from breedops.local.sagemaker_jobs.training import Site, TrainingJobRun
+from breedops.local.sagemaker_jobs.training import TERMINAL, Site, TrainingJobRun
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +31,11 @@ WAIT_SECONDS = 0.5
 
 def trial_name(tuning_job_name: str, number: int) -> str:
     return f"{tuning_job_name}-{number:03d}-{secrets.token_hex(4)}"
+
+
+def trial_number(tuning_job_name: str, trial_name: str) -> int:
+    """The NNN of `<tuning-job>-<NNN>-<hash>`."""
+    return int(trial_name[len(tuning_job_name) + 1:].split("-", 1)[0])
 
 
 def trial_request(definition: dict[str, Any], name: str, proposal: Proposal) -> dict[str, Any]:
@@ -62,7 +69,9 @@ class TuningJobRun:
     """The executor of one tuning job; `start()` runs it in a thread of its own."""
 
     def __init__(self, site: Site, job: dict[str, Any], account: str, region: str,
-                 start_trial: Callable[[dict[str, Any], int], TrainingJobRun]) -> None:
+                 start_trial: Callable[[dict[str, Any], int], TrainingJobRun],
+                 restored: list[dict[str, Any]] | None = None,
+                 restart_trial: Callable[[str, int], TrainingJobRun] | None = None) -> None:
         self.site = site
         self.job = job
         self.name: str = job["HyperParameterTuningJobName"]
@@ -73,6 +82,8 @@ class TuningJobRun:
         self.objective = config["HyperParameterTuningJobObjective"]
         self.parallel = int(config["ResourceLimits"].get("MaxParallelTrainingJobs", 1))
         self.start_trial = start_trial
+        self.restored = restored or []  # the trial summaries of a run the emulator restarted
+        self.restart_trial = restart_trial
         self.stopping = threading.Event()
         self._abandoned = False  # the emulator is shutting down: record nothing more
         self.done = threading.Event()
@@ -100,6 +111,7 @@ class TuningJobRun:
         instances = int(definition["ResourceConfig"].get("InstanceCount", 1))
         threads = max(1, self.site.cpu_count // (self.parallel * instances))
         try:
+            self._restore(threads)
             while True:
                 while len(self._running) < self.parallel and not self.stopping.is_set():
                     proposal = self.search.ask()
@@ -117,6 +129,28 @@ class TuningJobRun:
                           "FailureReason": f"InternalServerError: {e}"[:1024],
                           "HyperParameterTuningEndTime": time.time()})
             self.done.set()
+
+    def _restore(self, threads: int) -> None:
+        """Take up the trials of the run that the emulator's restart cut: the search proposes
+        their numbers again (so new trials follow them) and learns the ended ones' objective;
+        the ones in progress run again, under their names, with their hyperparameters."""
+        if not self.restored:
+            return
+        for summary in sorted(self.restored,
+                              key=lambda t: trial_number(self.name, t["TrainingJobName"])):
+            asked = self.search.ask()
+            if asked is None:
+                break
+            name = summary["TrainingJobName"]
+            proposal = Proposal(asked.number, dict(summary["TunedHyperParameters"]))
+            self.trials[name] = dict(summary)
+            if summary["TrainingJobStatus"] in TERMINAL:
+                objective = summary.get("FinalHyperParameterTuningJobObjectiveMetric") or {}
+                self.search.tell(proposal.number, objective.get("Value"))
+            elif self.restart_trial is not None:
+                self._running[name] = (self.restart_trial(name, threads), proposal)
+                log.info("tuning job %s: trial %s runs again", self.name, name)
+        self._record_progress()
 
     def _launch(self, definition: dict[str, Any], proposal: Proposal, threads: int) -> None:
         name = trial_name(self.name, proposal.number)
