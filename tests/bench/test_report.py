@@ -1,4 +1,5 @@
-"""The capacity rule, the results lookup, and the report written from a results dict."""
+"""The capacity rule, one run per results file, the nesting check, and what is generated
+from one run."""
 
 from __future__ import annotations
 
@@ -7,8 +8,23 @@ import json
 import pytest
 
 from breedops.bench.endpoint import capacity_from_levels
-from breedops.bench.report import write_markdown, write_plots
-from breedops.bench.results import latest_results, measured_capacity_rps
+from breedops.bench.nesting import check_nesting, margin_ms
+from breedops.bench.report import (
+    BEGIN,
+    END,
+    MODULE_README,
+    NestingViolationError,
+    generated_block,
+    publish,
+    render_for_check,
+)
+from breedops.bench.results import (
+    MixedRunsError,
+    latest_results,
+    load_run,
+    measured_capacity_rps,
+)
+from breedops.errors import ConfigurationError
 
 
 def level(concurrency: int, rps: float, p99: float, errors: int = 0) -> dict:
@@ -32,26 +48,45 @@ def test_capacity_from_levels_none_within_bound():
     assert capacity["max_rps"] is None and capacity["recommended_target"] is None
 
 
-def test_latest_results_skips_quick_runs(tmp_path):
-    (tmp_path / "2026-01-01.json").write_text(json.dumps(
-        {"endpoint_throughput": {"max_rps": 9.5}}))
-    (tmp_path / "2026-01-02-quick.json").write_text(json.dumps(
-        {"endpoint_throughput": {"max_rps": 1.0}}))
+RUN_ID = "20260101T000000Z"
+
+
+def test_latest_results_takes_newest_full_run(tmp_path):
+    for run_id, rps in (("20260101T000000Z", 9.5), ("20251231T000000Z", 3.0)):
+        (tmp_path / f"{run_id}.json").write_text(json.dumps(
+            {"run_id": run_id, "sections": ["endpoint_throughput"],
+             "endpoint_throughput": {"max_rps": rps, "run_id": run_id}}))
+    (tmp_path / "20260102T000000Z-quick.json").write_text(json.dumps(
+        {"run_id": "20260102T000000Z", "endpoint_throughput": {"max_rps": 1.0}}))
     assert measured_capacity_rps(latest_results(tmp_path)) == 9.5
     assert latest_results(tmp_path / "empty") is None and measured_capacity_rps(None) is None
 
 
-def results_fixture() -> dict:
-    latency = {"p50_ms": 40.0, "p99_ms": 60.0}
-    return {
-        "date": "2026-01-01T00:00:00+00:00", "plan": "full", "total_seconds": 600,
+def serving_fixture(forward_p50: float = 20.0, handler_p50: float = 25.0) -> dict:
+    def latency(p50: float) -> dict:
+        return {"p50_ms": p50, "p90_ms": p50 + 2, "p99_ms": p50 + 5, "min_ms": p50 - 1}
+
+    figures = {"runtime": "eager", "threads": 2, "forward": latency(forward_p50),
+               "handler": latency(handler_p50), "endpoint": latency(30.0),
+               "lambda_end_to_end": latency(40.0), "lambda_report_duration": latency(39.0),
+               "lambda_cold_init_ms": 300.0, "lambda_max_memory_used_mb": 80,
+               "lambda_package_bytes": 4000}
+    architectures = {"resnet18": {"eager": figures}}
+    return {"image_size": 224, "image_bytes": 12345, "requests": 40, "warmup": 3, "threads": 2,
+            "architectures": architectures, "nesting": check_nesting(architectures)}
+
+
+def results_fixture(run_id: str = RUN_ID, **serving: float) -> dict:
+    results = {
+        "run_id": run_id, "plan": "full", "quick": False, "total_seconds": 600,
+        "started": "2026-01-01T00:00:00+00:00",
+        "sections": ["serving", "endpoint_throughput", "speedups", "training"],
         "machine": {"cpu_count": 2, "torch": "2.14.1", "load_average_1m_at_start": 0.5,
                     "load_average_1m_at_end": 7.5}, "section_seconds": {},
-        "serving": {"image_size": 224, "requests": 40, "architectures": {"resnet18": {
-            "forward": latency, "handler": latency, "endpoint": latency,
-            "lambda_end_to_end": latency, "lambda_cold_init_ms": 300.0,
-            "lambda_max_memory_used_mb": 80, "lambda_package_bytes": 4000}}},
-        "endpoint_throughput": {"arch": "resnet18", "image_size": 224, "instances": 1,
+        "serving": serving_fixture(**serving),
+        "endpoint_throughput": {"arch": "resnet18", "runtime": "onnxruntime",
+                                "served_by": {"model_version": "bench-resnet18"},
+                                "image_size": 224, "instances": 1,
                                 "seconds_per_level": 6, "p99_bound_ms": 500,
                                 "safety_factor": 0.5, "levels": LEVELS,
                                 **capacity_from_levels(LEVELS, 500)},
@@ -60,24 +95,119 @@ def results_fixture() -> dict:
             {"arch": "resnet18", "processes": 1, "threads_per_process": 2,
              "images_per_second": 300.0, "wall_s": 20.0}]},
     }
+    for name in results["sections"]:
+        results[name]["run_id"] = run_id
+    return results
 
 
-def test_write_report_has_figures_and_the_terraform_value(tmp_path):
-    results = results_fixture()
-    plots = write_plots(results, tmp_path, "2026-01-01")
-    assert set(plots) == {"throughput", "latency", "training"}
-    for path in plots.values():
-        assert path.read_bytes()[:4] == b"\x89PNG"
-    summary = write_markdown(results, plots, tmp_path / "2026-01-01.json",
-                             tmp_path / "BENCHMARKS.md").read_text()
+def write_results(directory, results: dict):
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{results['run_id']}.json"
+    path.write_text(json.dumps(results))
+    return path
+
+
+def test_publish_writes_one_run_with_figures_and_the_terraform_value(tmp_path):
+    path = write_results(tmp_path / "benchmarks" / "results", results_fixture())
+    written = publish(path)
+    summary = (tmp_path / "benchmarks" / "BENCHMARKS.md").read_text()
+    assert f"Run **{RUN_ID}**" in summary and f"(results/{RUN_ID}.json)" in summary
     assert "target_invocations_per_instance = 360" in summary
     assert "12.0 x 0.5 x 60 = **360**" in summary
-    # A failed section is reported as such; a missing one as not measured.
+    # A failed section is reported as such; a section this run did not measure as not measured.
     assert "Not available: RuntimeError: boom" in summary
-    assert "Not available: not measured" in summary
+    assert "Not available: not measured in this run" in summary
     assert "load average up to 7.5 on 2 cores" in summary
-    assert "| resnet18 | lambda_end_to_end | 40.0 | - | 60.0 |" in summary
-    assert "| resnet18 | lambda_max_memory_used_mb | 80 |" in summary
+    assert "| resnet18 | eager | lambda_end_to_end | 40.0 | 42.0 | 45.0 | 39.0 |" in summary
+    assert "| resnet18 | eager | lambda_max_memory_used_mb | 80 |" in summary
+    assert "3 of 3 pairs pass" in summary
+    for name in ("throughput", "latency", "training"):
+        png = tmp_path / "benchmarks" / "results" / f"{RUN_ID}-{name}.png"
+        assert png in written and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_publish_replaces_generated_blocks_and_prunes_other_runs(tmp_path):
+    results_dir = tmp_path / "benchmarks" / "results"
+    path = write_results(results_dir, results_fixture())
+    (results_dir / "2026-11-21.json").write_text("{}")  # an older run's files
+    (results_dir / "2026-11-21-latency.png").write_bytes(b"png")
+    autoscaling = tmp_path / "benchmarks" / "AUTOSCALING.md"
+    autoscaling.write_text(f"# Notes\n\nprose\n{BEGIN}\nold figures 31.6\n{END}\nmore prose\n")
+    readme = tmp_path / MODULE_README
+    readme.parent.mkdir(parents=True)
+    readme.write_text(f"# endpoint\n{BEGIN}\n- 948 to 1463\n{END}\n")
+    publish(path)
+    text = autoscaling.read_text()
+    assert text.startswith("# Notes\n\nprose\n") and text.endswith(f"{END}\nmore prose\n")
+    assert "31.6" not in text and "**12.0 req/s**" in text and f"(results/{RUN_ID}.json)" in text
+    assert "1463" not in readme.read_text()
+    assert f"(../../../benchmarks/results/{RUN_ID}.json)" in readme.read_text()
+    expected = render_for_check(path)
+    assert generated_block(text) == expected["AUTOSCALING.md"]
+    assert generated_block(readme.read_text()) == expected[str(MODULE_README)]
+    assert sorted(p.name for p in results_dir.iterdir()) == sorted(
+        [f"{RUN_ID}.json", f"{RUN_ID}-latency.png", f"{RUN_ID}-throughput.png",
+         f"{RUN_ID}-training.png"])
+
+
+def test_publish_rejects_a_document_without_its_generated_block(tmp_path):
+    path = write_results(tmp_path / "benchmarks" / "results", results_fixture())
+    (tmp_path / "benchmarks" / "AUTOSCALING.md").write_text("# Notes, no markers\n")
+    with pytest.raises(ConfigurationError, match="needs exactly one generated-figures block"):
+        publish(path)
+
+
+def test_load_run_rejects_a_section_from_another_run(tmp_path):
+    results = results_fixture()
+    results["training"] = results_fixture("20251121T132214Z")["training"]
+    path = write_results(tmp_path, results)
+    with pytest.raises(MixedRunsError, match=r"mixes runs: .* training \(run 20251121T132214Z\)"):
+        load_run(path)
+    del results["serving"]["run_id"]
+    with pytest.raises(MixedRunsError, match=r"serving \(run unknown\)"):
+        load_run(write_results(tmp_path, results))
+
+
+def test_load_run_rejects_results_without_a_run_id(tmp_path):
+    old = tmp_path / "2026-11-21.json"
+    old.write_text(json.dumps({"date": "2026-11-21T13:22:14+00:00", "serving": {}}))
+    with pytest.raises(MixedRunsError, match="has no run id"):
+        load_run(old)
+
+
+def test_check_nesting_flags_a_path_faster_than_the_one_it_contains():
+    # The old run: handler 15.0 ms p50 against the forward pass it contains at 18.6 ms.
+    nesting = serving_fixture(forward_p50=18.6, handler_p50=15.0)["nesting"]
+    assert [(v["inner"], v["outer"]) for v in nesting["violations"]] == [("forward", "handler")]
+    assert nesting["violations"][0]["margin_ms"] == 0.93  # 5 % of 18.6 ms
+    # Within the noise margin: max(0.5 ms, 5 %) below the inner p50 still passes.
+    assert serving_fixture(forward_p50=18.6, handler_p50=17.7)["nesting"]["violations"] == []
+    assert serving_fixture(forward_p50=4.0, handler_p50=3.6)["nesting"]["violations"] == []
+    assert margin_ms(4.0) == 0.5
+
+
+def test_publish_refuses_a_nesting_violation_unless_overridden(tmp_path):
+    path = write_results(tmp_path / "benchmarks" / "results",
+                         results_fixture(forward_p50=18.6, handler_p50=15.0))
+    with pytest.raises(NestingViolationError,
+                       match=r"resnet18 \(eager\): handler p50 15.0 ms < forward p50 18.6 ms"):
+        publish(path)
+    assert not (tmp_path / "benchmarks" / "BENCHMARKS.md").exists()
+    publish(path, allow_nesting_violations=True)
+    assert "**violation**: resnet18 (eager): handler p50 15.0 ms" in (
+        tmp_path / "benchmarks" / "BENCHMARKS.md").read_text()
+
+
+def test_measure_in_sequence_times_each_path_alone_after_its_warmup(monkeypatch):
+    from breedops.bench import serving
+
+    monkeypatch.setattr(serving, "SETTLE_SECONDS", 0)
+    calls = []
+    paths = {name: (lambda name=name: calls.append(name)) for name in ("forward", "handler")}
+    samples = serving.measure_in_sequence(paths, requests=3, warmup=2)
+    assert calls == ["forward"] * 5 + ["handler"] * 5  # never interleaved
+    assert {name: len(values) for name, values in samples.items()} == {"forward": 3,
+                                                                       "handler": 3}
 
 
 @pytest.mark.parametrize("arch", ["resnet18"])
@@ -92,15 +222,18 @@ def test_compare_variants_agree_with_eager_within_tolerance(arch):
         assert figures["ms_per_image"] > 0
 
 
-def test_bench_report_command_rewrites_summary(tmp_path, capsys):
+def test_bench_report_command_publishes_one_run_and_refuses_several(tmp_path, capsys):
     from breedops.cli import main
 
-    results = tmp_path / "results" / "2026-01-01.json"
-    results.parent.mkdir()
-    results.write_text(json.dumps(results_fixture()))
-    assert main(["bench", "report", str(results)]) == 0
-    assert "target_invocations_per_instance = 360" in (tmp_path / "BENCHMARKS.md").read_text()
-    assert (tmp_path / "results" / "2026-01-01-throughput.png").is_file()
+    results_dir = tmp_path / "benchmarks" / "results"
+    path = write_results(results_dir, results_fixture())
+    other = write_results(results_dir, results_fixture("20260102T000000Z"))
+    assert main(["bench", "report", str(path), str(other)]) == 2
+    assert "one run per report: got 2 results files" in capsys.readouterr().err
+    assert main(["bench", "report", str(path)]) == 0
+    assert "target_invocations_per_instance = 360" in (
+        tmp_path / "benchmarks" / "BENCHMARKS.md").read_text()
+    assert (results_dir / f"{RUN_ID}-throughput.png").is_file()
     capsys.readouterr()
     assert main(["bench", "report", str(tmp_path / "missing.json")]) == 2
     assert "cannot read benchmark results" in capsys.readouterr().err

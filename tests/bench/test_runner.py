@@ -1,38 +1,32 @@
-"""`bench run --sections`: one section measured again, today's other figures kept."""
+"""`bench run --sections`: a subset is a run of its own, never merged with another run."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 
 import pytest
 
+from breedops.bench.results import RUN_ID_PATTERN, load_run
 from breedops.bench.runner import run_benchmarks
 from breedops.errors import ConfigurationError
 
-from .test_report import results_fixture
+from .test_report import results_fixture, write_results
 
 
-def test_run_benchmarks_autoscaling_section_uses_todays_capacity(tmp_path, capsys):
-    out = tmp_path / "results"
-    out.mkdir()
-    today = out / f"{dt.date.today().isoformat()}.json"
-    earlier = results_fixture()  # its endpoint sustained 12 req/s
-    today.write_text(json.dumps(earlier))
+def test_run_benchmarks_subset_is_a_new_run_that_keeps_nothing_of_earlier_ones(tmp_path):
+    out = tmp_path / "benchmarks" / "results"
+    earlier = write_results(out, results_fixture())  # its endpoint sustained 12 req/s
     path = run_benchmarks(output_dir=out, sections=("autoscaling",))
-    results = json.loads(path.read_text())
-    assert path == today
-    assert results["training"] == earlier["training"]  # kept
-    autoscaling = results["autoscaling"]
-    assert autoscaling["recommended_target"] == 360
-    curves = {row["curve"] for row in autoscaling["rows"]}
-    assert curves == {"steady", "daily_cycle", "spike"}
-    assert "| spike | 360 |" in (tmp_path / "BENCHMARKS.md").read_text()
-
-
-def test_run_benchmarks_without_capacity_records_the_section_error(tmp_path):
-    path = run_benchmarks(output_dir=tmp_path / "results", sections=("autoscaling",))
-    assert "no measured capacity" in json.loads(path.read_text())["autoscaling"]["error"]
+    results = load_run(path)
+    assert RUN_ID_PATTERN.match(results["run_id"]) and path.stem == results["run_id"]
+    assert results["sections"] == ["autoscaling"] and "training" not in results
+    # Its capacity would have come from another run: the section says it has none.
+    assert "no measured capacity" in results["autoscaling"]["error"]
+    assert results["autoscaling"]["run_id"] == results["run_id"]
+    summary = (tmp_path / "benchmarks" / "BENCHMARKS.md").read_text()
+    assert f"Run **{results['run_id']}**" in summary and "360" not in summary
+    assert not earlier.exists()  # the docs cite the new run; the old one's files are gone
+    assert json.loads(path.read_text())["machine"]["load_average_1m_at_end"] >= 0
 
 
 def test_run_benchmarks_unknown_section_raises(tmp_path):

@@ -9,6 +9,7 @@ import argparse
 from pathlib import Path
 
 from breedops.autoscale.cli import register as register_autoscale
+from breedops.bench.results import SECTIONS
 from breedops.load.cli import register as register_load
 
 
@@ -24,13 +25,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="the p99 latency an instance must keep to count its throughput "
                           "(default: 500)")
     run.add_argument("--sections", default=None,
-                     help="comma-separated subset to measure again, keeping today's other "
-                          "figures (serving, endpoint_throughput, speedups, training, "
-                          "autoscaling)")
+                     help="comma-separated subset to measure (a run of its own; the others "
+                          "are reported as not measured): " + ", ".join(SECTIONS))
+    run.add_argument("--allow-nesting-violations", action="store_true",
+                     help="publish even when a path measured faster than one it contains")
     run.set_defaults(func=run_command)
-    report = commands.add_parser("report", help="rewrite BENCHMARKS.md and the plots from a "
-                                                "results file")
-    report.add_argument("results", help="a benchmarks/results/<date>.json")
+    report = commands.add_parser(
+        "report", help="generate BENCHMARKS.md, AUTOSCALING.md's and the endpoint module "
+                       "README's figures and the plots from one run's results file")
+    report.add_argument("results", nargs="+", help="one benchmarks/results/<run-id>.json")
+    report.add_argument("--allow-nesting-violations", action="store_true",
+                        help="publish even when a path measured faster than one it contains")
     report.set_defaults(func=report_command)
     register_autoscale(subparsers)
     register_load(subparsers)
@@ -38,16 +43,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_command(args: argparse.Namespace) -> int:
     from breedops.bench.endpoint import P99_BOUND_MS
-    from breedops.bench.runner import SECTIONS, run_benchmarks
+    from breedops.bench.runner import run_benchmarks
 
     sections = tuple(s.strip() for s in args.sections.split(",")) if args.sections else SECTIONS
     run_benchmarks(quick=args.quick, output_dir=args.output_dir,
-                   p99_bound_ms=args.p99_bound_ms or P99_BOUND_MS, sections=sections)
+                   p99_bound_ms=args.p99_bound_ms or P99_BOUND_MS, sections=sections,
+                   allow_nesting_violations=args.allow_nesting_violations)
     return 0
 
 
 def report_command(args: argparse.Namespace) -> int:
-    from breedops.bench.runner import write_report
+    from breedops.bench.report import publish
+    from breedops.bench.results import MixedRunsError
 
-    print(write_report(Path(args.results)))
+    if len(args.results) > 1:
+        raise MixedRunsError(f"one run per report: got {len(args.results)} results files "
+                             f"({', '.join(args.results)}); the docs are generated from "
+                             "exactly one")
+    for written in publish(Path(args.results[0]),
+                           allow_nesting_violations=args.allow_nesting_violations):
+        print(written)
     return 0

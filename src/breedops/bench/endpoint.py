@@ -9,6 +9,7 @@ formula turns it into the `SageMakerVariantInvocationsPerInstance` target.
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -54,32 +55,99 @@ def best_window(windows: list[dict[str, Any]], p99_bound_ms: float) -> dict[str,
     return best
 
 
+def served_by(endpoint: str, image: bytes) -> dict[str, Any]:
+    """What the endpoint says about itself in a response: everything but the predictions
+    (the handler names the runtime that served), and the response headers it adds."""
+    import json
+
+    import boto3
+
+    response = boto3.client("sagemaker-runtime").invoke_endpoint(
+        EndpointName=endpoint, ContentType="image/jpeg", Body=image)
+    body = json.loads(response["Body"].read())
+    headers = response["ResponseMetadata"].get("HTTPHeaders", {})
+    return {**{k: v for k, v in body.items() if k != "predictions"},
+            **{k: v for k, v in headers.items() if k.startswith("x-breedops")
+               or "runtime" in k}}
+
+
+def _levels(send: Any, levels: Sequence[int], seconds: float, windows: int,
+            p99_bound_ms: float, label: str) -> list[dict[str, Any]]:
+    from breedops.load.generator import closed_loop
+
+    for _ in range(3):  # load the model and warm the worker before measuring
+        send()
+    results = []
+    for concurrency in levels:
+        report = best_window([closed_loop(send, concurrency, seconds).to_dict()
+                              for _ in range(windows)], p99_bound_ms)
+        logger.info("%s: %d client(s): %.1f req/s, p99 %.0f ms, %d error(s)", label,
+                    concurrency, report["achieved_rps"], report["latency_ms"]["p99"],
+                    report["errors"])
+        results.append(report)
+    return results
+
+
 def endpoint_throughput(arch: str = "resnet18", levels: Sequence[int] = CONCURRENCY_LEVELS,
                         seconds_per_level: float = 8.0, p99_bound_ms: float = P99_BOUND_MS,
-                        windows: int = 1) -> dict[str, Any]:
-    """Closed-loop load at each concurrency against a fresh local endpoint serving `arch`;
-    `windows` runs of `seconds_per_level` per level, the best kept (`best_window`)."""
+                        windows: int = 1, runtime: str = "onnxruntime") -> dict[str, Any]:
+    """Closed-loop load at each concurrency against a fresh local endpoint serving `arch`
+    as packaged for `runtime`; `windows` runs of `seconds_per_level` per level, the best
+    kept (`best_window`)."""
     from breedops.bench.serving import IMAGE_SIZE, deploy, local_services, photo_jpeg
-    from breedops.load.generator import closed_loop
     from breedops.load.targets import endpoint_sender
 
     image = photo_jpeg()
-    results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="breedops-bench-rps-") as tmp, \
             local_services(Path(tmp)):
-        endpoint = deploy(arch, Path(tmp))
+        endpoint = deploy(arch, Path(tmp), runtime)
         send = endpoint_sender(endpoint, image, max_connections=max(levels))
-        for _ in range(3):  # load the model and warm the worker before measuring
-            send()
-        for concurrency in levels:
-            report = best_window([closed_loop(send, concurrency, seconds_per_level).to_dict()
-                                  for _ in range(windows)], p99_bound_ms)
-            logger.info("%s: %d client(s): %.1f req/s, p99 %.0f ms, %d error(s)", arch,
-                        concurrency, report["achieved_rps"], report["latency_ms"]["p99"],
-                        report["errors"])
-            results.append(report)
-    return {"arch": arch, "image_size": IMAGE_SIZE, "instances": 1,
-            "seconds_per_level": seconds_per_level, "windows_per_level": windows,
+        results = _levels(send, levels, seconds_per_level, windows, p99_bound_ms, arch)
+        served = served_by(endpoint, image)
+    return {"arch": arch, "runtime": runtime, "served_by": served, "image_size": IMAGE_SIZE,
+            "instances": 1, "seconds_per_level": seconds_per_level, "windows_per_level": windows,
             "p99_bound_ms": p99_bound_ms,
             "safety_factor": SAFETY_FACTOR, "levels": results,
             **capacity_from_levels(results, p99_bound_ms)}
+
+
+# The speed-up the issue asks of the served runtime over eager, per endpoint instance.
+REQUIRED_SPEEDUP = 1.5
+
+
+def runtime_throughput(architectures: Sequence[str], clients: int, seconds: float,
+                       windows: int, p99_bound_ms: float = P99_BOUND_MS,
+                       runtimes: Sequence[str] = ("eager", "onnxruntime")) -> dict[str, Any]:
+    """Requests/s of one endpoint instance (one worker, every core) per runtime, with
+    `clients` closed-loop clients, for each architecture; ONNX Runtime's ratio to eager."""
+    import torch
+
+    from breedops.bench.serving import IMAGE_SIZE, deploy, local_services, photo_jpeg
+    from breedops.load.targets import endpoint_sender
+
+    image = photo_jpeg()
+    figures: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="breedops-bench-runtimes-") as tmp, \
+            local_services(Path(tmp)):
+        for arch in architectures:
+            figures[arch] = {}
+            for runtime in runtimes:
+                endpoint = deploy(arch, Path(tmp), runtime)
+                send = endpoint_sender(endpoint, image, max_connections=clients)
+                level, = _levels(send, (clients,), seconds, windows, p99_bound_ms,
+                                 f"{arch} ({runtime})")
+                figures[arch][runtime] = {"rps": level["achieved_rps"],
+                                          "latency_ms": level["latency_ms"],
+                                          "errors": level["errors"],
+                                          "window_rps": level["window_rps"],
+                                          "served_by": served_by(endpoint, image)}
+            if {"eager", "onnxruntime"} <= set(runtimes):
+                eager, onnx = figures[arch]["eager"]["rps"], figures[arch]["onnxruntime"]["rps"]
+                ratio = round(onnx / eager, 2) if eager else None
+                figures[arch]["onnxruntime_vs_eager"] = ratio
+                figures[arch]["meets_required_speedup"] = bool(ratio and
+                                                               ratio >= REQUIRED_SPEEDUP)
+    return {"image_size": IMAGE_SIZE, "instances": 1, "workers": 1,
+            "threads": os.cpu_count() or 1, "torch_threads": torch.get_num_threads(),
+            "clients": clients, "seconds_per_window": seconds, "windows": windows,
+            "required_speedup": REQUIRED_SPEEDUP, "architectures": figures}

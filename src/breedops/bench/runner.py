@@ -1,10 +1,12 @@
-"""`breedops bench run`: every measurement of issue 8, bounded in time, into one results file.
+"""`breedops bench run`: every measurement, bounded in time, into one results file per run.
 
-Sections (each one's failure is recorded and the others still run):
-serving latency and the Lambda (the serving benchmark), endpoint throughput against concurrency
-and the autoscaling target it implies, serving speed-ups against eager, training throughput per
-architecture and 1 against 2 DDP processes, a small tuning job's wall time, and the autoscaling
-policy replayed on the shipped traffic curves with the measured capacity.
+Sections (each one's failure is recorded and the others still run), in this order, one at a
+time: serving latency from the network alone to the Lambda, per runtime (eager, ONNX Runtime);
+endpoint throughput per runtime; endpoint throughput against concurrency and the autoscaling
+target it implies; eager PyTorch variants; training throughput per architecture and 1 against
+2 DDP processes, a small tuning job's wall time; and the autoscaling policy replayed on the
+shipped traffic curves with the capacity this run measured. The docs are then generated from
+that file alone (`breedops.bench.report.publish`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from breedops.bench.results import benchmarks_dir, results_dir
+from breedops.bench.results import (
+    SECTIONS,
+    benchmarks_dir,
+    new_run_id,
+    results_dir,
+    run_file,
+    stamp_sections,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -36,13 +45,15 @@ class BenchPlan:
     concurrency_levels: tuple[int, ...]
     seconds_per_level: float
     windows_per_level: int
+    runtime_clients: int
     speedup_repeats: int
     training_epochs: int
     tuning_jobs: int
 
 
-FULL = BenchPlan("full", ("resnet18", "resnet50"), 40, (1, 2, 4, 8, 16, 32), 5.0, 3, 20, 1, 2)
-QUICK = BenchPlan("quick", ("resnet18",), 8, (1, 4), 2.0, 1, 5, 1, 0)
+FULL = BenchPlan("full", ("resnet18", "resnet50"), 40, (1, 2, 4, 8, 16, 32), 5.0, 3, 4, 20, 1,
+                 2)
+QUICK = BenchPlan("quick", ("resnet18",), 8, (1, 4), 2.0, 1, 4, 5, 1, 0)
 # The autoscaling policy compared on the shipped curves (targets as multiples of the
 # recommended one; the cooldowns in seconds).
 TARGET_MULTIPLES = (0.5, 0.75, 1.0, 1.25, 1.5)
@@ -125,17 +136,19 @@ def _autoscaling(capacity_rps: float | None) -> dict[str, Any]:
             "rows": rows}
 
 
-SECTIONS = ("serving", "endpoint_throughput", "speedups", "training", "autoscaling")
 
 
 def run_benchmarks(quick: bool = False, output_dir: str | Path | None = None,
-                   p99_bound_ms: float = 500.0, sections: tuple[str, ...] = SECTIONS) -> Path:
-    """Measure the sections the plan asks for; write JSON, PNGs and BENCHMARKS.md.
+                   p99_bound_ms: float = 500.0, sections: tuple[str, ...] = SECTIONS,
+                   allow_nesting_violations: bool = False) -> Path:
+    """Measure the sections the plan asks for into a new results file; publish from it.
 
-    With a subset of `SECTIONS`, today's results file keeps its other sections: one
-    measurement can be taken again (on a quieter machine, say) without the rest.
+    A subset of `SECTIONS` is a run of its own (the rest is "not measured"): figures of two
+    runs never share a file. Returns the results file; raises `NestingViolationError` after
+    writing it when a path measured faster than one it contains.
     """
     from breedops.bench import endpoint, speedups
+    from breedops.bench.report import publish
     from breedops.bench.serving import run_serving_benchmark
     from breedops.errors import ConfigurationError
 
@@ -146,15 +159,19 @@ def run_benchmarks(quick: bool = False, output_dir: str | Path | None = None,
     plan = QUICK if quick else FULL
     out = Path(output_dir) if output_dir else results_dir()
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{dt.date.today().isoformat()}{'-quick' if quick else ''}.json"
-    results: dict[str, Any] = {"section_seconds": {}}
-    if set(sections) != set(SECTIONS) and path.is_file():
-        results = json.loads(path.read_text())
-    results.update({"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                    "plan": plan.name, "machine": machine()})
+    run_id = new_run_id()
+    path = run_file(out, run_id, quick)
+    measured = [name for name in SECTIONS if name in sections]
+    results: dict[str, Any] = {
+        "run_id": run_id, "plan": plan.name, "quick": quick,
+        "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "sections": measured, "machine": machine(), "section_seconds": {}}
     measures: dict[str, Callable[[], Any]] = {
         "serving": lambda: run_serving_benchmark(
             requests=plan.latency_requests, architectures=plan.architectures),
+        "runtime_throughput": lambda: endpoint.runtime_throughput(
+            plan.architectures, plan.runtime_clients, plan.seconds_per_level,
+            plan.windows_per_level, p99_bound_ms),
         "endpoint_throughput": lambda: endpoint.endpoint_throughput(
             plan.architectures[0], plan.concurrency_levels, plan.seconds_per_level,
             p99_bound_ms, plan.windows_per_level),
@@ -165,34 +182,19 @@ def run_benchmarks(quick: bool = False, output_dir: str | Path | None = None,
             results.get("endpoint_throughput", {}).get("max_rps")),
     }
     started = time.perf_counter()
-    for name in SECTIONS:  # in this order: the autoscaling section needs the capacity
-        if name in sections:
-            _section(results, name, measures[name])
+    for name in measured:  # in order, one at a time: autoscaling needs this run's capacity
+        _section(results, name, measures[name])
     results["total_seconds"] = round(time.perf_counter() - started, 1)
     results["machine"]["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)
+    stamp_sections(results, measured)
     path.write_text(json.dumps(results, indent=2) + "\n")
-    summary = write_report(path)
-    logger.info("bench: results %s, summary %s (%.0f s)", path, summary,
-                results["total_seconds"])
+    logger.info("bench: results %s (%.0f s)", path, results["total_seconds"])
+    print(f"results: {path}")
     throughput = results.get("endpoint_throughput", {})
     if throughput.get("recommended_target"):
         print(f"endpoint_autoscaling = {{ target_invocations_per_instance = "
               f"{throughput['recommended_target']} }}  # max {throughput['max_rps']} req/s x "
               f"{endpoint.SAFETY_FACTOR} x 60")
-    print(f"results: {path}\nsummary: {summary}")
+    for written in publish(path, allow_nesting_violations=allow_nesting_violations):
+        print(f"generated: {written}")
     return path
-
-
-def write_report(path: Path) -> Path:
-    """Plots beside the results file and the Markdown summary (BENCHMARKS.md for a full run)."""
-    from breedops.bench import report
-    from breedops.errors import ConfigurationError
-
-    try:
-        results = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ConfigurationError(f"cannot read benchmark results {path}: {e}") from e
-    quick = results.get("plan") == "quick"
-    plots = report.write_plots(results, path.parent, path.stem)
-    target = path.with_suffix(".md") if quick else path.parent.parent / "BENCHMARKS.md"
-    return report.write_markdown(results, plots, path, target)

@@ -32,6 +32,9 @@ ARCHITECTURES = ("resnet18", "resnet50")
 IMAGE_SIZE = 224
 NUM_CLASSES = 133
 WARMUP_ROUNDS = 3
+# Seconds between two paths, so that the previous path's threads are idle (see
+# `measure_in_sequence`).
+SETTLE_SECONDS = 1.0
 
 
 def percentiles(samples_ms: list[float]) -> dict[str, float]:
@@ -86,21 +89,58 @@ def local_services(work_dir: Path) -> Iterator[str]:
         emulator.stop_service(service, work_dir / "emulator")
 
 
-def deploy(arch: str, work_dir: Path) -> str:
-    """Package a random-weight model and register it as an endpoint; returns its name."""
-    import tarfile
+RUNTIMES = ("eager", "onnxruntime")
+ONNX_FILE = "model.onnx"
 
-    import boto3
+
+def model_dir_for(arch: str, runtime: str, work_dir: Path) -> Path:
+    """The extracted artifact for `arch` served by `runtime`: the same random weights, with
+    `model.onnx` (the handler serves it through ONNX Runtime) or without (eager)."""
+    import shutil
+
     import torch
 
     from breedops.modeling.architectures import build_model
     from breedops.training.packaging import write_model_dir
 
-    model_dir = work_dir / arch
-    labels = [f"{i + 1:03d}.Breed_{i + 1}" for i in range(NUM_CLASSES)]
-    write_model_dir(model_dir, build_model(arch, NUM_CLASSES), arch=arch, classes=labels,
-                    image_size=IMAGE_SIZE, model_version=f"bench-{arch}")
-    torch.manual_seed(0)
+    if runtime not in RUNTIMES:
+        raise ValueError(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
+    base = work_dir / arch
+    if not (base / "model.pth").is_file():
+        torch.manual_seed(0)  # the same weights for every runtime
+        network = build_model(arch, NUM_CLASSES).eval()
+        labels = [f"{i + 1:03d}.Breed_{i + 1}" for i in range(NUM_CLASSES)]
+        write_model_dir(base, network, arch=arch, classes=labels, image_size=IMAGE_SIZE,
+                        model_version=f"bench-{arch}")
+        if not (base / ONNX_FILE).is_file():  # packaging without its ONNX export
+            _export_onnx(network, base / ONNX_FILE)
+    model_dir = work_dir / f"{arch}-{runtime}"
+    if not model_dir.is_dir():
+        shutil.copytree(base, model_dir)
+        if runtime == "eager":
+            (model_dir / ONNX_FILE).unlink(missing_ok=True)
+    return model_dir
+
+
+def _export_onnx(network: Any, path: Path) -> None:
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(network, (torch.randn(1, 3, IMAGE_SIZE, IMAGE_SIZE),), str(path),
+                          input_names=["input"], output_names=["logits"],
+                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+
+
+def deploy(arch: str, work_dir: Path, runtime: str = "eager") -> str:
+    """Package `arch` for `runtime` and register it as an endpoint; returns its name."""
+    import tarfile
+
+    import boto3
+
+    model_dir = model_dir_for(arch, runtime, work_dir)
     archive = io.BytesIO()
     with tarfile.open(fileobj=archive, mode="w:gz") as tar:
         for path in sorted(model_dir.rglob("*")):
@@ -110,9 +150,9 @@ def deploy(arch: str, work_dir: Path) -> str:
     bucket = "breedops-bench"
     if bucket not in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
         s3.create_bucket(Bucket=bucket)
-    key = f"jobs/bench-{arch}/output/model.tar.gz"
+    name = f"bench-{arch}-{runtime}"
+    key = f"jobs/{name}/output/model.tar.gz"
     s3.put_object(Bucket=bucket, Key=key, Body=archive.getvalue())
-    name = f"bench-{arch}"
     sagemaker.create_model(ModelName=name, ExecutionRoleArn=_execution_role(bucket),
                            PrimaryContainer={"Image": "pytorch", "ModelDataUrl":
                                              f"s3://{bucket}/{key}"})
@@ -125,8 +165,6 @@ def deploy(arch: str, work_dir: Path) -> str:
 
 def _execution_role(bucket: str) -> str:
     """A role SageMaker may assume that reads the bench's models (hosting downloads as it)."""
-    import json
-
     import boto3
 
     iam, name = boto3.client("iam"), "breedops-bench-hosting"
@@ -164,33 +202,79 @@ def lambda_runner_for(endpoint: str, work_dir: Path) -> Iterator[tuple[Any, int]
         runner.close()
 
 
-def bench_architecture(arch: str, work_dir: Path, image: bytes, requests: int) -> dict[str, Any]:
-    """Every path for one model, measured in interleaved rounds so that a busy machine slows
-    all of them alike instead of whichever ran while it was busy."""
+def forward_call(runtime: str, model_dir: Path, batch: Any, threads: int) -> Any:
+    """The network alone for `runtime`, on the preprocessed image, at `threads` threads."""
+    import torch
+
+    if runtime == "onnxruntime":
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        session = onnxruntime.InferenceSession(str(model_dir / ONNX_FILE), options,
+                                               providers=["CPUExecutionProvider"])
+        feed = {session.get_inputs()[0].name: batch.numpy()}
+        return lambda: session.run(None, feed)
+    from breedops.serving import inference
+
+    network = inference.model_fn(str(model_dir)).network
+
+    def forward() -> None:
+        with torch.inference_mode():
+            network(batch)
+    return forward
+
+
+def measure_in_sequence(paths: dict[str, Any], requests: int,
+                        warmup: int = WARMUP_ROUNDS) -> dict[str, list[float]]:
+    """Each path alone, one after the other: warm-up calls, then `requests` timed calls.
+
+    Not interleaved: a path that follows one served by another process (the endpoint's worker,
+    the Lambda runner) shares the cores with that process's OpenMP threads, which spin for a
+    while after each forward pass; interleaving once made the handler look faster than the
+    forward pass it contains. The pause lets the previous path's threads go idle.
+    """
+    samples: dict[str, list[float]] = {}
+    for name, call in paths.items():
+        time.sleep(SETTLE_SECONDS)
+        for _ in range(warmup):
+            call()
+        timed = []
+        for _ in range(requests):
+            started = time.perf_counter()
+            call()
+            timed.append((time.perf_counter() - started) * 1000)
+        samples[name] = timed
+    return samples
+
+
+def bench_architecture(arch: str, work_dir: Path, image: bytes, requests: int,
+                       runtime: str = "eager") -> dict[str, Any]:
+    """Every path for one model served by `runtime`, innermost first, the same JPEG through
+    each, at the same thread count as the endpoint's single worker."""
     import boto3
     import torch
 
     from breedops.serving import inference
 
-    endpoint = deploy(arch, work_dir)
-    model = inference.model_fn(str(work_dir / arch))
+    threads = torch.get_num_threads()
+    endpoint = deploy(arch, work_dir, runtime)
+    model_dir = model_dir_for(arch, runtime, work_dir)
+    model = inference.model_fn(str(model_dir))
     batch = model.transform(inference.input_fn(image, "image/jpeg")).unsqueeze(0)
-    runtime = boto3.client("sagemaker-runtime")
+    runtime_client = boto3.client("sagemaker-runtime")
     event = {"body": base64.b64encode(image).decode(), "isBase64Encoded": True,
              "headers": {"Content-Type": "image/jpeg"}}
     lambda_results = []
-
-    def forward() -> None:
-        with torch.inference_mode():
-            model.network(batch)
 
     def handler() -> None:
         data = inference.input_fn(image, "image/jpeg")
         inference.output_fn(inference.predict_fn(data, model), "application/json")
 
     def invoke_endpoint() -> None:
-        runtime.invoke_endpoint(EndpointName=endpoint, ContentType="image/jpeg",
-                                Body=image)["Body"].read()
+        runtime_client.invoke_endpoint(EndpointName=endpoint, ContentType="image/jpeg",
+                                       Body=image)["Body"].read()
 
     with lambda_runner_for(endpoint, work_dir) as (runner, package_bytes):
         cold = runner.invoke(event)  # also loads the endpoint's worker
@@ -200,22 +284,14 @@ def bench_architecture(arch: str, work_dir: Path, image: bytes, requests: int) -
         def invoke_lambda() -> None:
             lambda_results.append(runner.invoke(event))
 
-        paths = {"forward": forward, "handler": handler, "endpoint": invoke_endpoint,
+        paths = {"forward": forward_call(runtime, model_dir, batch, threads),
+                 "handler": handler, "endpoint": invoke_endpoint,
                  "lambda_end_to_end": invoke_lambda}
-        samples: dict[str, list[float]] = {name: [] for name in paths}
-        for round_index in range(requests + WARMUP_ROUNDS):
-            for name, call in paths.items():
-                started = time.perf_counter()
-                call()
-                if round_index >= WARMUP_ROUNDS:
-                    samples[name].append((time.perf_counter() - started) * 1000)
-    figures: dict[str, Any] = {name: percentiles(values) for name, values in samples.items()}
+        samples = measure_in_sequence(paths, requests)
+    figures: dict[str, Any] = {"runtime": runtime, "threads": threads}
+    figures.update({name: percentiles(values) for name, values in samples.items()})
     measured = lambda_results[WARMUP_ROUNDS:]
     figures["lambda_report_duration"] = percentiles([r.duration_ms for r in measured])
-    for baseline in ("forward", "handler"):
-        for statistic in ("p50_ms", "min_ms"):
-            figures[f"endpoint_overhead_vs_{baseline}_{statistic.removesuffix('_ms')}"] = round(
-                figures["endpoint"][statistic] / figures[baseline][statistic] - 1, 3)
     figures["lambda_package_bytes"] = package_bytes
     figures["lambda_cold_init_ms"] = round(cold.init_ms or 0.0, 1)
     figures["lambda_max_memory_used_mb"] = max(r.max_memory_mb for r in [cold, *lambda_results])
@@ -223,28 +299,30 @@ def bench_architecture(arch: str, work_dir: Path, image: bytes, requests: int) -
 
 
 def run_serving_benchmark(requests: int = 40, architectures: tuple[str, ...] = ARCHITECTURES,
-                          output: Path | None = None) -> dict[str, Any]:
-    """Measure every architecture; write the figures as JSON to `output` when given.
+                          runtimes: tuple[str, ...] = RUNTIMES) -> dict[str, Any]:
+    """Measure every architecture served by every runtime, one after the other, and check
+    that no path is faster than one it contains (`breedops.bench.nesting`).
 
     Needs no running services: it starts a private emulator and local hosting of its own.
     """
     import torch
 
+    from breedops.bench.nesting import check_nesting
+
+    # The endpoint's one worker uses every core (hosting: cpu_count // workers); so do the
+    # in-process paths, so that every path runs at the same thread count.
     torch.set_num_threads(os.cpu_count() or 1)
     image = photo_jpeg()
-    results: dict[str, Any] = {"image_size": IMAGE_SIZE, "requests": requests,
-                               "cpu_count": os.cpu_count(), "architectures": {}}
+    results: dict[str, Any] = {"image_size": IMAGE_SIZE, "image_bytes": len(image),
+                               "requests": requests, "warmup": WARMUP_ROUNDS,
+                               "threads": torch.get_num_threads(), "architectures": {}}
     with tempfile.TemporaryDirectory(prefix="breedops-bench-") as tmp, \
             local_services(Path(tmp)):
         for arch in architectures:
-            logger.info("benchmarking %s at %d px", arch, IMAGE_SIZE)
-            results["architectures"][arch] = bench_architecture(arch, Path(tmp), image, requests)
-    if output is not None:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps(results, indent=2) + "\n")
+            results["architectures"][arch] = {}
+            for runtime in runtimes:
+                logger.info("benchmarking %s (%s) at %d px", arch, runtime, IMAGE_SIZE)
+                results["architectures"][arch][runtime] = bench_architecture(
+                    arch, Path(tmp), image, requests, runtime)
+    results["nesting"] = check_nesting(results["architectures"])
     return results
-
-
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO)
-    print(json.dumps(run_serving_benchmark(), indent=2))
