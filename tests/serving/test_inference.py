@@ -8,6 +8,7 @@ import json
 
 import pytest
 from PIL import Image
+from sagemaker_inference.errors import GenericInferenceToolkitError
 
 from breedops.serving import inference
 
@@ -79,6 +80,14 @@ BAD_INPUTS = [
      inference.InvalidRequestError, "unknown field(s) in the JSON body: x"),
     ("missing image", b'{"img": "QQ=="}', "application/json", inference.InvalidRequestError,
      '{"image": "<base64>"}'),
+    ("GIF", encode("P", "GIF"), "image/png", inference.UnsupportedImageFormatError,
+     "the image is GIF; send JPEG or PNG"),
+    ("BMP", encode("RGB", "BMP"), "image/jpeg", inference.UnsupportedImageFormatError,
+     "the image is BMP; send JPEG or PNG"),
+    ("TIFF", encode("RGB", "TIFF"), "application/x-image", inference.UnsupportedImageFormatError,
+     "the image is TIFF"),
+    ("WebP", encode("RGB", "WEBP"), "image/jpeg", inference.UnsupportedImageFormatError,
+     "the image is WebP"),
     ("oversized bytes", b"\xff\xd8\xff" + bytes(inference.MAX_IMAGE_BYTES), "image/jpeg",
      inference.ImageTooLargeError, "the limit is"),
 ]
@@ -90,14 +99,19 @@ def test_input_fn_bad_input_raises_specific_error(case, body, content_type, erro
     with pytest.raises(error) as raised:
         inference.input_fn(body, content_type)
     assert message in str(raised.value)
-    assert raised.value.http_status in (400, 413, 415)
+    assert raised.value.status_code in (400, 413, 415)
+    # The toolkit's contract: its own error type, a plain reason phrase, a one-line JSON message.
+    assert isinstance(raised.value, GenericInferenceToolkitError)
+    assert json.loads(raised.value.message) == {"error": error.__name__,
+                                                "message": str(raised.value)}
+    assert "\n" not in raised.value.phrase
 
 
 def test_output_fn_unsupported_accept_raises_406(model):
     prediction = inference.predict_fn(inference.input_fn(encode("RGB", "PNG"), "image/png"), model)
     with pytest.raises(inference.UnsupportedAcceptError) as raised:
         inference.output_fn(prediction, "text/csv")
-    assert raised.value.http_status == 406
+    assert raised.value.status_code == 406
 
 
 def test_output_fn_bad_top_k_raises(model):

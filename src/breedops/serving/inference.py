@@ -2,10 +2,14 @@
 
 The serving container (and breedops' local hosting) calls `model_fn` once per worker, then
 `input_fn` -> `predict_fn` -> `output_fn` per request. It imports only torch, torchvision, PIL,
-the standard library and `breedops.modeling`, which travels in the tarball next to it.
+the standard library, the container's `sagemaker_inference`, and `breedops.modeling`, which
+travels in the tarball next to it.
 
-Every bad input raises an `InferenceError` subclass that carries the HTTP status the container
-answers with, so a client learns what was wrong and a worker never crashes on a request.
+Every bad input raises an `InferenceError`: the inference toolkit's own error type
+(`sagemaker_inference.errors`, in every SageMaker framework serving container), which its
+`Transformer` answers with the error's `status_code`; anything else the toolkit answers with 500.
+The toolkit's body is `message` then a newline and the traceback; `message` is one JSON line
+`{"error": ..., "message": ...}` so that a client can tell the handler's own verdict from a crash.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Any
 
 import torch
 from PIL import Image, ImageOps
+from sagemaker_inference.errors import GenericInferenceToolkitError
 
 from breedops.modeling.architectures import load_model
 from breedops.modeling.transforms import build_eval_transform
@@ -41,26 +46,45 @@ CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
 SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
 
-class InferenceError(Exception):
-    """A request the handler rejects; `http_status` is what the container answers."""
+# Pillow knows dozens of formats, each a parser exposed to untrusted bytes: open only these.
+IMAGE_FORMATS = ("JPEG", "PNG")
 
-    http_status = 400
+
+class InferenceError(GenericInferenceToolkitError):
+    """A request the handler rejects; the toolkit answers with `status_code`."""
+
+    status_code = 400
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        document = json.dumps({"error": type(self).__name__, "message": reason})
+        # message: the body's first line; phrase: the HTTP reason phrase, kept plain.
+        super().__init__(self.status_code, document, reason)
+
+    def __str__(self) -> str:
+        return self.reason
 
 
 class UnsupportedContentTypeError(InferenceError):
-    http_status = 415
+    status_code = 415
 
 
 class UnsupportedAcceptError(InferenceError):
-    http_status = 406
+    status_code = 406
 
 
 class InvalidRequestError(InferenceError):
     """Empty body, bad JSON, bad base64, unknown fields, or an image PIL cannot decode."""
 
 
+class UnsupportedImageFormatError(InferenceError):
+    """A decodable image in a format other than JPEG or PNG."""
+
+    status_code = 415
+
+
 class ImageTooLargeError(InferenceError):
-    http_status = 413
+    status_code = 413
 
 
 @dataclass(frozen=True)
@@ -184,11 +208,15 @@ def _decode_image(data: bytes) -> Image.Image:
     try:
         with warnings.catch_warnings():  # the pixel limit below is ours, and stricter
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+            image = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
     except Image.DecompressionBombError as e:
         raise ImageTooLargeError(f"the image has too many pixels: {e}") from e
     except Exception as e:  # PIL raises many types for bytes that are not an image
-        raise InvalidRequestError(f"the body is not a decodable image: {e}") from e
+        other = _other_format(data)
+        if other:
+            raise UnsupportedImageFormatError(
+                f"the image is {other}; send {' or '.join(IMAGE_FORMATS)}") from e
+        raise InvalidRequestError("the body is not a decodable image (JPEG or PNG)") from e
     width, height = image.size
     if width * height > MAX_IMAGE_PIXELS:
         raise ImageTooLargeError(
@@ -201,6 +229,16 @@ def _decode_image(data: bytes) -> Image.Image:
         return _to_rgb(image)
     except Exception as e:
         raise InvalidRequestError(f"the body is not a decodable image (truncated or corrupt: {e})") from e
+
+
+def _other_format(data: bytes) -> str | None:
+    """The name of a format Pillow knows but we refuse, read from magic bytes only (no decoder
+    runs on them), for a precise 415; None for bytes that are no image at all."""
+    signatures = {b"GIF87a": "GIF", b"GIF89a": "GIF", b"BM": "BMP", b"II*\x00": "TIFF",
+                  b"MM\x00*": "TIFF", b"\x00\x00\x01\x00": "ICO", b"8BPS": "PSD"}
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WebP"
+    return next((name for magic, name in signatures.items() if data.startswith(magic)), None)
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

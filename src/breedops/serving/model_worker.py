@@ -1,6 +1,11 @@
 """One model-server worker: loads a model directory with its own `code/inference.py` and serves
 requests framed on stdin/stdout, as a serving container's worker would.
 
+Requests go through the SageMaker inference toolkit's own `Transformer`, as in the PyTorch
+serving container (TorchServe calls its handler service, which calls `Transformer.transform`):
+the same handler calling convention, the same decoding of the body, and the same errors: a
+toolkit error answers its `status_code`, anything else 500, with the message and the traceback.
+
 Run as a script with `python -P model_worker.py MODEL_DIR THREADS` (not `-m`): the worker must
 import `breedops.modeling` from the tarball's `code/`, never from the repository, so that a
 model is tested exactly as it would be deployed. It imports only the standard library until it
@@ -11,13 +16,10 @@ Frames: a JSON header line, then `length` bytes of body, in both directions.
 
 from __future__ import annotations
 
-import importlib.util
-import inspect
 import json
 import logging
 import os
 import sys
-import traceback
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -37,10 +39,26 @@ class RequestProcessor:
 
 
 class Context:
-    """The slice of TorchServe's `Context` that the toolkit passes to handler functions."""
+    """The slice of TorchServe's `Context` that the toolkit uses. TorchServe keeps one per worker
+    and swaps in each batch's request processor; the toolkit hands that same object to handler
+    functions and sets the response status on it."""
 
-    def __init__(self, headers: dict[str, str]) -> None:
+    def __init__(self, model_dir: Path) -> None:
+        self.system_properties = {"model_dir": str(model_dir)}
+        self.request_processor = [RequestProcessor({})]
+        self.status: int | None = None
+        self.phrase = ""
+        self.content_type: str | None = None
+
+    def start_request(self, headers: dict[str, str]) -> None:
         self.request_processor = [RequestProcessor(headers)]
+        self.status, self.phrase, self.content_type = None, "", None
+
+    def set_response_status(self, code: int = 200, phrase: str = "", idx: int = 0) -> None:
+        self.status, self.phrase = code, phrase
+
+    def set_response_content_type(self, idx: int, value: str) -> None:
+        self.content_type = value
 
 
 def read_frame(stream: BinaryIO) -> tuple[dict[str, Any], bytes] | None:
@@ -58,39 +76,35 @@ def write_frame(stream: BinaryIO, header: dict[str, Any], body: bytes = b"") -> 
     stream.flush()
 
 
-def load_handler(model_dir: Path) -> Any:
-    """Import `code/inference.py` with `code/` first on sys.path, as the container does."""
-    code_dir = model_dir / "code"
-    sys.path.insert(0, str(code_dir))
-    spec = importlib.util.spec_from_file_location("inference", code_dir / "inference.py")
-    if spec is None or spec.loader is None:
-        raise ImportError(f"no code/inference.py in {model_dir}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["inference"] = module
-    spec.loader.exec_module(module)
-    return module
+def load_transformer(model_dir: Path, context: Context) -> Any:
+    """The toolkit's Transformer with the model loaded: it imports `inference` from `code/`
+    (first on sys.path, as the container's handler service puts it) and calls its `model_fn`."""
+    sys.path.insert(0, str(model_dir / "code"))
+    from sagemaker_inference.transformer import Transformer
+
+    transformer = Transformer()
+    transformer.validate_and_initialize(model_dir=str(model_dir), context=context)
+    return transformer
 
 
-def call(function: Any, *args: Any, context: Context) -> Any:
-    """The toolkit's convention: pass `context` only to functions that take one more argument."""
-    if len(inspect.signature(function).parameters) > len(args):
-        return function(*args, context)
-    return function(*args)
+def request_headers(header: dict[str, Any]) -> dict[str, str]:
+    """The request's headers as TorchServe presents them to the toolkit."""
+    headers = {"Content-Type": header.get("content_type"), "Accept": header.get("accept"),
+               **header.get("headers", {})}
+    return {name: value for name, value in headers.items() if value is not None}
 
 
-def handle(handler: Any, model: Any, header: dict[str, Any], body: bytes) -> tuple[int, bytes]:
-    """One request through input_fn -> predict_fn -> output_fn; errors become statuses."""
-    context = Context(header.get("headers", {}))
-    try:
-        data = call(handler.input_fn, body, header.get("content_type"), context=context)
-        prediction = call(handler.predict_fn, data, model, context=context)
-        output = call(handler.output_fn, prediction, header.get("accept"), context=context)
-    except Exception as e:  # noqa: BLE001 (a bad request must never kill the worker)
-        status = int(getattr(e, "http_status", 500))
-        if status >= 500:
-            logger.error("inference failed: %s", traceback.format_exc())
-        return status, json.dumps({"error": type(e).__name__, "message": str(e)}).encode()
-    return 200, output.encode() if isinstance(output, str) else bytes(output)
+def handle(transformer: Any, context: Context, header: dict[str, Any],
+           body: bytes) -> tuple[dict[str, Any], bytes]:
+    """One request through `Transformer.transform`, which never raises: its status is on the
+    context (200 when unset, as TorchServe answers)."""
+    context.start_request(request_headers(header))
+    output = transformer.transform([{"body": body}], context)[0]
+    status = context.status or 200
+    if status >= 500:
+        logger.error("inference failed (%d): %s", status, output)
+    reply = {"status": status, "phrase": context.phrase, "content_type": context.content_type}
+    return reply, output.encode() if isinstance(output, str) else bytes(output)
 
 
 def main(argv: list[str]) -> int:
@@ -103,12 +117,12 @@ def main(argv: list[str]) -> int:
     import torch
 
     torch.set_num_threads(threads)
-    handler = load_handler(model_dir)
-    model = handler.model_fn(str(model_dir))
+    context = Context(model_dir)
+    transformer = load_transformer(model_dir, context)
     write_frame(protocol_out, READY)
     while (frame := read_frame(sys.stdin.buffer)) is not None:
-        status, output = handle(handler, model, *frame)
-        write_frame(protocol_out, {"status": status}, output)
+        reply, output = handle(transformer, context, *frame)
+        write_frame(protocol_out, reply, output)
     return 0
 
 
