@@ -56,26 +56,18 @@ def best_window(windows: list[dict[str, Any]], p99_bound_ms: float) -> dict[str,
 
 
 def served_by(endpoint: str, image: bytes) -> dict[str, Any]:
-    """What the endpoint says about itself in a response: everything but the predictions
-    (the handler names the runtime that served), and the response headers it adds."""
-    import json
+    """What the endpoint says about itself: its response without the predictions (the handler
+    names the runtime that served). The first request, so it also loads the worker."""
+    from breedops.bench.serving import warm_endpoint
 
-    import boto3
-
-    response = boto3.client("sagemaker-runtime").invoke_endpoint(
-        EndpointName=endpoint, ContentType="image/jpeg", Body=image)
-    body = json.loads(response["Body"].read())
-    headers = response["ResponseMetadata"].get("HTTPHeaders", {})
-    return {**{k: v for k, v in body.items() if k != "predictions"},
-            **{k: v for k, v in headers.items() if k.startswith("x-breedops")
-               or "runtime" in k}}
+    return {k: v for k, v in warm_endpoint(endpoint, image).items() if k != "predictions"}
 
 
 def _levels(send: Any, levels: Sequence[int], seconds: float, windows: int,
             p99_bound_ms: float, label: str) -> list[dict[str, Any]]:
     from breedops.load.generator import closed_loop
 
-    for _ in range(3):  # load the model and warm the worker before measuring
+    for _ in range(3):  # warm the loaded worker before measuring
         send()
     results = []
     for concurrency in levels:
@@ -101,9 +93,9 @@ def endpoint_throughput(arch: str = "resnet18", levels: Sequence[int] = CONCURRE
     with tempfile.TemporaryDirectory(prefix="breedops-bench-rps-") as tmp, \
             local_services(Path(tmp)):
         endpoint = deploy(arch, Path(tmp), runtime)
+        served = served_by(endpoint, image)
         send = endpoint_sender(endpoint, image, max_connections=max(levels))
         results = _levels(send, levels, seconds_per_level, windows, p99_bound_ms, arch)
-        served = served_by(endpoint, image)
     return {"arch": arch, "runtime": runtime, "served_by": served, "image_size": IMAGE_SIZE,
             "instances": 1, "seconds_per_level": seconds_per_level, "windows_per_level": windows,
             "p99_bound_ms": p99_bound_ms,
@@ -133,6 +125,7 @@ def runtime_throughput(architectures: Sequence[str], clients: int, seconds: floa
             figures[arch] = {}
             for runtime in runtimes:
                 endpoint = deploy(arch, Path(tmp), runtime)
+                served = served_by(endpoint, image)
                 send = endpoint_sender(endpoint, image, max_connections=clients)
                 level, = _levels(send, (clients,), seconds, windows, p99_bound_ms,
                                  f"{arch} ({runtime})")
@@ -140,7 +133,7 @@ def runtime_throughput(architectures: Sequence[str], clients: int, seconds: floa
                                           "latency_ms": level["latency_ms"],
                                           "errors": level["errors"],
                                           "window_rps": level["window_rps"],
-                                          "served_by": served_by(endpoint, image)}
+                                          "served_by": served}
             if {"eager", "onnxruntime"} <= set(runtimes):
                 eager, onnx = figures[arch]["eager"]["rps"], figures[arch]["onnxruntime"]["rps"]
                 ratio = round(onnx / eager, 2) if eager else None
