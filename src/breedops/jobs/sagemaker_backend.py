@@ -64,8 +64,9 @@ from breedops.training.train import main
 if __name__ == "__main__":
     sys.exit(main())
 '''
-# The training container's PyTorch image may lack these; the SDK installs them first.
-REQUIREMENTS = "tqdm\nmatplotlib\n"
+# The training container's PyTorch image may lack these; the SDK installs them first. The ONNX
+# three export and gate the served model at packaging (versions as in requirements.lock).
+REQUIREMENTS = "tqdm\nmatplotlib\nonnx==1.23.2\nonnxscript==0.7.2\nonnxruntime==1.32.0\n"
 
 
 class SageMakerJobError(BreedopsError):

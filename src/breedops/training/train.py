@@ -514,8 +514,18 @@ def run(cfg: Config) -> int:
         throughput = trained * ctx.world_size / elapsed if elapsed > 0 else 0.0
         LOG.info("trained %d epoch(s) in %.1fs: %.1f images/s", args.epochs - start_epoch,
                  elapsed, throughput)
-        packaging.write_model_dir(cfg.model_dir, model, arch=args.arch, classes=classes,
-                                  image_size=args.image_size, model_version=args.model_version)
+        # The ONNX gate sees the whole test split (this rank's loader holds only a slice).
+        gate_loader = DataLoader(ImageSamples(test.samples, eval_transform),
+                                 batch_size=args.batch_size * 2, num_workers=args.workers)
+        try:
+            packaging.write_model_dir(cfg.model_dir, model, arch=args.arch, classes=classes,
+                                      image_size=args.image_size,
+                                      model_version=args.model_version,
+                                      gate_batches=packaging.image_batches(gate_loader))
+        except packaging.PackagingError as e:
+            LOG.error("%s", e)
+            distributed.teardown()
+            return 1
         outputs.write_outputs(
             cfg.output_dir, history=history.epochs, confusion=confusion.tolist(),
             classes=classes, test={"test_loss": test_loss, "test_accuracy": test_accuracy},
