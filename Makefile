@@ -132,7 +132,7 @@ test-only: setup check-terraform lambda
 .PHONY: test  ## lint, then every test (starts and stops the local services it needs)
 test: lint test-only
 
-.PHONY: bench  ## measure training, serving and Lambda performance into benchmarks/results/
+.PHONY: bench  ## one benchmark run into benchmarks/results/<run-id>.json; the docs generated from it
 bench: setup
 	$(PY) -m breedops bench run
 
