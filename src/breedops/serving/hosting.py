@@ -26,11 +26,14 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import heapq
+import itertools
 import json
 import logging
 import os
-import queue
 import re
+import shutil
+import socket
 import subprocess
 import sys
 import tarfile
@@ -38,6 +41,7 @@ import threading
 import time
 import urllib.error
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -58,6 +62,23 @@ MAX_WORKERS = int(os.environ.get("BREEDOPS_HOSTING_MAX_WORKERS", "8"))
 # How often the served process looks for new InService endpoints to load ahead of requests.
 PRELOAD_SECONDS = float(os.environ.get("BREEDOPS_HOSTING_PRELOAD_SECONDS", "5"))
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # InvokeEndpoint's request limit
+# SageMaker gives a real-time endpoint's container 60 s to answer an invocation (queueing
+# included); then the runtime answers ModelError with TIMEOUT_MESSAGE and the worker is replaced.
+INVOCATION_TIMEOUT_SECONDS = float(os.environ.get("BREEDOPS_HOSTING_INVOCATION_TIMEOUT", "60"))
+TIMEOUT_MESSAGE = ("Your invocation timed out while waiting for a response from container "
+                   "primary. Review the latency metrics for each container in Amazon "
+                   "CloudWatch, resolve the issue, and try again.")
+# A request's line, headers and body must all arrive within this long (and each socket read or
+# write within it): a slow or stalled client must not hold a server thread.
+REQUEST_TIMEOUT_SECONDS = float(os.environ.get("BREEDOPS_HOSTING_REQUEST_TIMEOUT", "20"))
+# A worker must load its model within this long (SageMaker's container startup health check
+# allows up to 3600 s; a local model is small).
+WORKER_START_TIMEOUT_SECONDS = float(os.environ.get("BREEDOPS_HOSTING_START_TIMEOUT", "600"))
+# A worker that cannot be restarted is retried after this long, doubling up to 30 s.
+RESPAWN_DELAY_SECONDS = 0.5
+# The largest uncompressed model hosting unpacks (SageMaker's default instance volume is 30 GB).
+MAX_MODEL_BYTES = int(os.environ.get("BREEDOPS_HOSTING_MAX_MODEL_BYTES", str(10 * 1024**3)))
+CONTENT_LENGTH = re.compile(r"\d{1,19}")
 INVOCATIONS_PATH = re.compile(r"^/endpoints/(?P<name>[^/]+)/invocations$")
 WORKER_SCRIPT = Path(__file__).with_name("model_worker.py")
 FORWARDED_HEADERS = ("X-Amzn-SageMaker-Custom-Attributes",)
@@ -91,42 +112,137 @@ class RuntimeApiError(Exception):
 class WorkerReply:
     status: int
     body: bytes
+    timed_out: bool = False
+
+
+def _timed_out() -> WorkerReply:
+    return WorkerReply(504, TIMEOUT_MESSAGE.encode(), timed_out=True)
+
+
+class Watchdog:
+    """Runs an action once its deadline passes, unless it was disarmed first.
+
+    One thread serves every deadline of the process (a request's read, a worker's answer, a
+    worker's start), so a deadline costs a heap entry, not a thread.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, Callable[[], None]]] = []
+        self._armed: set[int] = set()
+        self._tokens = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def arm(self, seconds: float, action: Callable[[], None]) -> int:
+        with self._cond:
+            token = next(self._tokens)
+            heapq.heappush(self._heap, (time.monotonic() + seconds, token, action))
+            self._armed.add(token)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="hosting-watchdog",
+                                                daemon=True)
+                self._thread.start()
+            self._cond.notify()
+            return token
+
+    def disarm(self, token: int) -> bool:
+        """True when the action had not run yet (and now never will)."""
+        with self._cond:
+            if token in self._armed:
+                self._armed.discard(token)
+                return True
+            return False
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    while self._heap and self._heap[0][1] not in self._armed:
+                        heapq.heappop(self._heap)  # disarmed
+                    if not self._heap:
+                        self._cond.wait()
+                        continue
+                    due = self._heap[0][0] - time.monotonic()
+                    if due <= 0:
+                        _, token, action = heapq.heappop(self._heap)
+                        self._armed.discard(token)
+                        break
+                    self._cond.wait(due)
+            try:
+                action()
+            except Exception:  # one failed action must not stop every other deadline
+                logger.exception("a watchdog action failed")
+
+
+WATCHDOG = Watchdog()
 
 
 class ModelWorker:
-    """One `model_worker.py` process; it answers one request at a time."""
+    """One `model_worker.py` process; it answers one request at a time.
 
-    def __init__(self, model_dir: Path, threads: int) -> None:
+    A worker that misses a deadline (loading, or answering) is killed: a hung model cannot be
+    interrupted any other way, and its pool starts a fresh one in its place.
+    """
+
+    def __init__(self, model_dir: Path, threads: int,
+                 start_timeout_seconds: float = WORKER_START_TIMEOUT_SECONDS) -> None:
+        self.killed = False
         self.process = subprocess.Popen(
             [sys.executable, "-P", str(WORKER_SCRIPT), str(model_dir), str(threads)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         )
-        ready = self._read_frame()
+        deadline = WATCHDOG.arm(start_timeout_seconds, self.kill)
+        try:
+            ready = self._read_frame()
+        finally:
+            in_time = WATCHDOG.disarm(deadline)
         if ready is None or not ready[0].get("ready"):
-            self.close()
-            raise HostingError(f"the model in {model_dir} failed to load (see the worker log)")
+            self.kill()
+            self.wait()
+            why = "failed to load" if in_time else (
+                f"did not load within {start_timeout_seconds:g} s")
+            raise HostingError(f"the model in {model_dir} {why} (see the worker log)")
 
-    def invoke(self, header: dict[str, Any], body: bytes) -> WorkerReply:
+    def invoke(self, header: dict[str, Any], body: bytes, timeout_seconds: float) -> WorkerReply:
+        """The worker's answer, or a timed-out reply (the worker killed) after the timeout."""
         assert self.process.stdin is not None
+        deadline = WATCHDOG.arm(timeout_seconds, self.kill)
         try:
             self.process.stdin.write(
                 json.dumps({**header, "length": len(body)}).encode() + b"\n" + body
             )
             self.process.stdin.flush()
-        except (BrokenPipeError, OSError):
-            return WorkerReply(500, b'{"error": "WorkerDied", "message": "the worker exited"}')
-        frame = self._read_frame()
+            frame = self._read_frame()
+        except (OSError, ValueError):  # a broken pipe; a torn frame from a dying worker
+            frame = None
+        finally:
+            in_time = WATCHDOG.disarm(deadline)
+        if not in_time:
+            return _timed_out()
         if frame is None:
             return WorkerReply(500, b'{"error": "WorkerDied", "message": "the worker exited"}')
         return WorkerReply(int(frame[0]["status"]), frame[1])
 
+    def healthy(self) -> bool:
+        return not self.killed and self.process.poll() is None
+
     def alive(self) -> bool:
         return self.process.poll() is None
+
+    def kill(self) -> None:
+        self.killed = True
+        try:
+            self.process.kill()
+        except OSError:  # already reaped
+            pass
 
     def stop(self) -> None:
         """Ask the worker to exit (end of its input); `wait` reaps it."""
         if self.process.stdin and not self.process.stdin.closed:
-            self.process.stdin.close()
+            try:
+                self.process.stdin.close()
+            except OSError:  # it died with input unread
+                pass
 
     def wait(self) -> None:
         try:
@@ -134,8 +250,12 @@ class ModelWorker:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-        if self.process.stdout:
-            self.process.stdout.close()
+        for stream in (self.process.stdin, self.process.stdout):
+            if stream and not stream.closed:
+                try:
+                    stream.close()
+                except OSError:
+                    pass
 
     def close(self) -> None:
         self.stop()
@@ -147,7 +267,10 @@ class ModelWorker:
         if not line:
             return None
         header = json.loads(line)
-        return header, self.process.stdout.read(int(header.get("length", 0)))
+        body = self.process.stdout.read(int(header.get("length", 0)))
+        if len(body) < int(header.get("length", 0)):
+            return None  # it died mid-answer
+        return header, body
 
 
 class PoolRetiredError(Exception):
@@ -157,59 +280,144 @@ class PoolRetiredError(Exception):
 class WorkerPool:
     """`size` workers for one model directory; a request waits for an idle one.
 
-    Retiring is graceful: requests already waiting are still served, later ones are refused
-    with `PoolRetiredError` so that they go to the pool that replaced this one.
+    Every slot stays filled: a worker that dies or misses the invocation timeout is replaced in
+    the background, retried until a new one starts. Retiring is graceful: requests already
+    waiting are still served, later ones are refused with `PoolRetiredError` so that they go to
+    the pool that replaced this one; each worker stops once no request needs it, and `join`
+    reaps them all.
     """
 
-    def __init__(self, model_dir: Path, size: int) -> None:
+    def __init__(self, model_dir: Path, size: int,
+                 invocation_timeout_seconds: float = INVOCATION_TIMEOUT_SECONDS) -> None:
         self.model_dir, self.size = model_dir, size
+        self.invocation_timeout_seconds = invocation_timeout_seconds
         self._threads = max(1, (os.cpu_count() or 1) // size)
-        self._idle: queue.Queue[ModelWorker] = queue.Queue()
-        self._state = threading.Lock()
-        self._retired = False
+        self._cond = threading.Condition()
+        self._idle: list[ModelWorker] = []
+        self._stopping: list[ModelWorker] = []  # stopped or dead, for `join` to reap
+        self._retired = threading.Event()
         self._waiting = 0
-        for _ in range(size):
-            self._idle.put(ModelWorker(model_dir, self._threads))
+        self._slots = 0  # workers running or being replaced, not yet reaped
+        try:
+            for _ in range(size):
+                self._idle.append(ModelWorker(model_dir, self._threads))
+                self._slots += 1
+        except BaseException:
+            for worker in self._idle:
+                worker.close()
+            raise
         logger.info("serving %s with %d worker(s)", model_dir, size)
 
     def invoke(self, header: dict[str, Any], body: bytes) -> WorkerReply:
-        with self._state:
-            if self._retired:
+        """The answer of the next idle worker; waiting for one counts against the timeout, as
+        a request queued in the container does."""
+        deadline = time.monotonic() + self.invocation_timeout_seconds
+        with self._cond:
+            if self._retired.is_set():
                 raise PoolRetiredError(str(self.model_dir))
             self._waiting += 1
-        worker = self._idle.get()
-        with self._state:
-            self._waiting -= 1
+            try:
+                while True:
+                    while not self._idle:
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:
+                            return _timed_out()
+                        self._cond.wait(remaining)
+                    worker = self._idle.pop()
+                    if worker.healthy():
+                        break
+                    self._respawn(worker)  # it died idle: this request waits for another
+            finally:
+                self._waiting -= 1
+                self._drain_locked()
         try:
-            return worker.invoke(header, body)
+            return worker.invoke(header, body, max(0.0, deadline - time.monotonic()))
         finally:
             self._give_back(worker)
 
-    def retire(self) -> list[ModelWorker]:
-        """Stop the idle workers (returned, to be waited for); busy ones stop when done."""
-        with self._state:
-            self._retired = True
-            if self._waiting:  # they are served first; `_give_back` stops the workers after
-                return []
-        stopped = []
+    def retire(self) -> None:
+        """Refuse new requests; stop the idle workers now and the busy ones when done."""
+        with self._cond:
+            self._retired.set()
+            self._drain_locked()
+
+    def join(self, timeout_seconds: float | None = None) -> bool:
+        """Reap the workers of a retired pool as they stop; True once every one has exited."""
+        deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
         while True:
-            try:
-                worker = self._idle.get_nowait()
-            except queue.Empty:
-                return stopped
-            worker.stop()  # all stop at once: a worker's exit takes a while under load
-            stopped.append(worker)
+            with self._cond:
+                while not self._stopping and self._slots > 0:
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        return False
+                    self._cond.wait(remaining)
+                if not self._stopping:
+                    return True
+                stopping, self._stopping = self._stopping, []
+            for worker in stopping:
+                worker.wait()
+            with self._cond:
+                self._slots -= len(stopping)
+                self._cond.notify_all()
+
+    def _needed_locked(self) -> bool:
+        return not self._retired.is_set() or self._waiting > 0
+
+    def _drain_locked(self) -> None:
+        if not self._needed_locked():
+            for worker in self._idle:
+                worker.stop()  # all stop at once: a worker's exit takes a while under load
+            self._stopping.extend(self._idle)
+            self._idle.clear()
+            self._cond.notify_all()
 
     def _give_back(self, worker: ModelWorker) -> None:
-        with self._state:
-            keep = not self._retired or self._waiting > 0
-        if not keep:
-            worker.close()
+        with self._cond:
+            if worker.healthy() and self._needed_locked():
+                self._idle.append(worker)
+                self._cond.notify()
+                return
+            if worker.healthy() or not self._needed_locked():
+                worker.stop()
+                self._stopping.append(worker)
+                self._cond.notify_all()
+                return
+        self._respawn(worker)
+
+    def _respawn(self, worker: ModelWorker) -> None:
+        """Replace a dead or killed worker: a slot is never given up while the pool is needed."""
+        logger.warning("a worker of %s %s; starting a new one", self.model_dir,
+                       "timed out" if worker.killed else "died")
+        threading.Thread(target=self._replace, args=(worker,), daemon=True).start()
+
+    def _replace(self, dead: ModelWorker) -> None:
+        dead.kill()
+        dead.wait()
+        delay = RESPAWN_DELAY_SECONDS
+        while True:
+            with self._cond:
+                if not self._needed_locked():
+                    self._slots -= 1
+                    self._cond.notify_all()
+                    return
+            try:
+                worker = ModelWorker(self.model_dir, self._threads)
+            except (HostingError, OSError) as e:
+                logger.error("could not restart a worker of %s (retrying in %g s): %s",
+                             self.model_dir, delay, e)
+                with self._cond:  # a retirement wakes it early, to give the slot up
+                    self._cond.wait_for(lambda: not self._needed_locked(), delay)
+                delay = min(delay * 2, 30.0)
+                continue
+            with self._cond:
+                if self._needed_locked():
+                    self._idle.append(worker)
+                    self._cond.notify()
+                else:
+                    worker.stop()
+                    self._stopping.append(worker)
+                    self._cond.notify_all()
             return
-        if not worker.alive():  # a crashed worker is replaced, as the model server would
-            logger.warning("a worker of %s died; starting a new one", self.model_dir)
-            worker = ModelWorker(self.model_dir, self._threads)
-        self._idle.put(worker)
 
 
 @dataclass(frozen=True)
@@ -227,7 +435,12 @@ class EndpointTarget:
 class EndpointRegistry:
     """Resolves endpoints through the emulator and keeps one worker pool per live target."""
 
-    def __init__(self, cache_dir: Path, ttl_seconds: float = RESOLVE_TTL_SECONDS) -> None:
+    def __init__(self, cache_dir: Path, ttl_seconds: float = RESOLVE_TTL_SECONDS,
+                 invocation_timeout_seconds: float = INVOCATION_TIMEOUT_SECONDS,
+                 max_model_bytes: int = MAX_MODEL_BYTES) -> None:
+        self.invocation_timeout_seconds = invocation_timeout_seconds
+        self.max_model_bytes = max_model_bytes
+        _sweep_partials(cache_dir)
         self._clients: dict[str, Any] = {}
         self._clients_lock = threading.Lock()
         self._closed = threading.Event()
@@ -281,20 +494,23 @@ class EndpointRegistry:
             self._pools[endpoint_name] = (target, pool)
             self._loading.discard(endpoint_name)
         logger.info("endpoint %s now serves %s", endpoint_name, target.config_name)
-        if old:
-            for worker in old[1].retire():
-                worker.wait()
+        if old:  # its requests in flight finish on it; the workers stop as they drain
+            old[1].retire()
+            old[1].join()
 
     def _start_pool(self, target: EndpointTarget) -> WorkerPool:
-        return WorkerPool(self._extract(target), min(target.instance_count, MAX_WORKERS))
+        return WorkerPool(self._extract(target), min(target.instance_count, MAX_WORKERS),
+                          self.invocation_timeout_seconds)
 
     def close(self) -> None:
         self._closed.set()
         with self._lock:
-            stopped = [w for _, pool in self._pools.values() for w in pool.retire()]
+            pools = [pool for _, pool in self._pools.values()]
             self._pools.clear()
-        for worker in stopped:
-            worker.wait()
+        for pool in pools:
+            pool.retire()
+        for pool in pools:
+            pool.join()
 
     def preload_forever(self, interval_seconds: float) -> None:
         """Load every InService endpoint's model as it appears, as SageMaker has it loaded
@@ -439,8 +655,8 @@ class EndpointRegistry:
             with self._lock:
                 gone = self._pools.pop(endpoint_name, None)
             if gone:
-                for worker in gone[1].retire():
-                    worker.wait()
+                gone[1].retire()
+                gone[1].join()
         except Exception:  # an emulator hiccup: keep serving what we know, retry after the TTL
             logger.exception("could not refresh endpoint %s", endpoint_name)
         finally:
@@ -504,31 +720,83 @@ class EndpointRegistry:
                 "to download the model.")
 
         try:
-            etag = s3.head_object(Bucket=bucket, Key=key)["ETag"]
+            head = s3.head_object(Bucket=bucket, Key=key)
         except ClientError as e:
             raise unreadable(e) from e
-        digest = hashlib.sha256(f"{model_data_url}|{etag}".encode()).hexdigest()[:16]
+        if int(head.get("ContentLength", 0)) > self.max_model_bytes:
+            raise _too_large(model_data_url, self.max_model_bytes)
+        digest = hashlib.sha256(f"{model_data_url}|{head['ETag']}".encode()).hexdigest()[:16]
         extracted = self._cache_dir / digest
         if (extracted / ".complete").exists():
             return extracted
-        partial = self._cache_dir / f"{digest}.partial-{uuid.uuid4().hex[:8]}"
+        # The process id in the name tells a later start which leftovers are stale.
+        partial = self._cache_dir / f"{digest}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        archive = partial.with_name(f"{partial.name}.tar.gz")
         partial.mkdir(parents=True)
-        archive = partial / "model.tar.gz"
         try:
-            s3.download_file(bucket, key, str(archive))
-        except ClientError as e:
-            raise unreadable(e) from e
-        try:
-            with tarfile.open(archive) as tar:
-                tar.extractall(partial, filter="data")  # refuses absolute paths and links out
-        except tarfile.TarError as e:
-            raise HostingError(f"the model data {model_data_url} is not a tar.gz: {e}") from e
-        archive.unlink()
-        (partial / ".complete").touch()
-        if extracted.exists():  # another thread finished first
-            return extracted
-        partial.rename(extracted)
+            try:
+                s3.download_file(bucket, key, str(archive))
+            except ClientError as e:
+                raise unreadable(e) from e
+            _unpack(archive, partial, self.max_model_bytes, model_data_url)
+            (partial / ".complete").touch()
+            try:
+                partial.rename(extracted)
+            except OSError:  # another thread finished first
+                if not (extracted / ".complete").exists():
+                    raise
+        finally:
+            archive.unlink(missing_ok=True)
+            shutil.rmtree(partial, ignore_errors=True)
         return extracted
+
+
+def _too_large(source: str, max_bytes: int) -> HostingError:
+    return HostingError(
+        f"the model data {source} is larger than {max_bytes} bytes uncompressed, the most "
+        f"local hosting unpacks (BREEDOPS_HOSTING_MAX_MODEL_BYTES)")
+
+
+def _unpack(archive: Path, into: Path, max_bytes: int, source: str) -> None:
+    """Extract member by member, refusing an archive once its sizes pass `max_bytes` (before
+    that member is written) and any path or link that leads out of `into`."""
+    total = 0
+    try:
+        with tarfile.open(archive) as tar:
+            for member in tar:
+                total += member.size if member.isreg() else 0
+                if total > max_bytes:
+                    raise _too_large(source, max_bytes)
+                tar.extract(member, into, filter="data")
+    except tarfile.FilterError as e:
+        raise HostingError(f"the model data {source} has an unsafe member: {e}") from e
+    except (tarfile.TarError, EOFError, OSError) as e:
+        raise HostingError(f"the model data {source} cannot be unpacked: {e}") from e
+
+
+def _sweep_partials(cache_dir: Path) -> None:
+    """Remove what interrupted extractions left (their process is gone)."""
+    if not cache_dir.is_dir():
+        return
+    for leftover in cache_dir.glob("*.partial-*"):
+        owner = leftover.name.split(".partial-", 1)[1].split("-", 1)[0]
+        if owner.isdigit() and _process_alive(int(owner)):
+            continue
+        logger.info("removing %s, left by an interrupted model extraction", leftover)
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's
+        return True
+    return True
 
 
 def _renew_at(credentials: dict[str, Any]) -> float:
@@ -577,6 +845,26 @@ class RuntimeHandler(BaseHTTPRequestHandler):
             self._send_error(RuntimeApiError(refused.status, refused.code, refused.message))
         return refused is None
 
+    def setup(self) -> None:
+        self.timeout = self.server.request_timeout_seconds  # each socket read and write
+        super().setup()
+
+    def handle_one_request(self) -> None:
+        # The whole request must arrive in time, not only each read: a client that trickles
+        # bytes would otherwise hold this thread. Past the deadline the socket is shut down.
+        self._expect_continue = False
+        self._read_deadline = WATCHDOG.arm(self.server.request_timeout_seconds, self._cut_off)
+        try:
+            super().handle_one_request()
+        finally:
+            WATCHDOG.disarm(self._read_deadline)
+
+    def handle_expect_100(self) -> bool:
+        # "100 Continue" is sent only once the declared length is accepted (`_read_body`), so
+        # a refused upload is never sent.
+        self._expect_continue = True
+        return True
+
     def do_GET(self) -> None:
         if self.path == "/ping":
             self._send(200, b"", "text/plain")
@@ -586,20 +874,15 @@ class RuntimeHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         match = INVOCATIONS_PATH.match(self.path.split("?")[0])
         try:
-            length = int(self.headers.get("Content-Length") or 0)
-            if match and self.server.registry is not None:
-                if length > MAX_PAYLOAD_BYTES:  # refused unread: the connection closes
-                    self.close_connection = True
-                    raise RuntimeApiError(
-                        413, "ValidationError",
-                        f"Request payload is {length} bytes; the limit is "
-                        f"{MAX_PAYLOAD_BYTES} bytes.")
-                self._invoke_endpoint(match["name"], self.rfile.read(length))
+            body = self._read_body()
+            if body is None:
                 return
-            body = self.rfile.read(length)
-            if self.path == "/invocations" and self.server.pool is not None:
+            if match and self.server.registry is not None:
+                self._invoke_endpoint(match["name"], body)
+            elif self.path == "/invocations" and self.server.pool is not None:
                 reply = self.server.pool.invoke(self._worker_header(), body)
-                self._send(reply.status, reply.body, "application/json")
+                self._send(reply.status, reply.body,
+                           "text/plain" if reply.timed_out else "application/json")
             else:
                 raise RuntimeApiError(404, "UnknownOperationException", "Unknown path")
         except RuntimeApiError as e:
@@ -610,6 +893,56 @@ class RuntimeHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("%s %s", self.address_string(), format % args)
+
+    def _content_length(self) -> int:
+        """The declared body size, checked before a byte of the body is read. A refused
+        request's connection closes: its body was never consumed."""
+        values = self.headers.get_all("Content-Length") or []
+        error = None
+        if "Transfer-Encoding" in self.headers:
+            error = RuntimeApiError(411, "ValidationError",
+                                    "Transfer-Encoding is not supported: send the body with a "
+                                    "Content-Length header.")
+        elif not values:
+            error = RuntimeApiError(411, "ValidationError",
+                                    "A Content-Length header is required.")
+        elif (len({v.strip() for v in values}) > 1
+              or not CONTENT_LENGTH.fullmatch(values[0].strip())):
+            error = RuntimeApiError(400, "ValidationError",
+                                    f"Content-Length {', '.join(values)!r} is not a byte count.")
+        elif int(values[0]) > MAX_PAYLOAD_BYTES:
+            error = RuntimeApiError(413, "ValidationError",
+                                    f"HTTP content length exceeded: the request is "
+                                    f"{int(values[0])} bytes; the limit is "
+                                    f"{MAX_PAYLOAD_BYTES} bytes.")
+        if error:
+            self.close_connection = True
+            raise error
+        return int(values[0])
+
+    def _read_body(self) -> bytes | None:
+        """The body; None when it did not arrive within the request timeout (the connection is
+        dropped, as there is nobody left to answer)."""
+        length = self._content_length()
+        if self._expect_continue:
+            self.send_response_only(100)
+            self.end_headers()
+        try:
+            body = self.rfile.read(length)
+        except OSError:  # a read timed out, or the deadline shut the socket
+            body = b""
+        if not WATCHDOG.disarm(self._read_deadline) or len(body) < length:
+            self.close_connection = True
+            logger.info("dropped a request from %s: its body did not arrive within %g s",
+                        self.address_string(), self.server.request_timeout_seconds)
+            return None
+        return body
+
+    def _cut_off(self) -> None:
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:  # already closed
+            pass
 
     def _invoke_endpoint(self, endpoint_name: str, body: bytes) -> None:
         registry = self.server.registry
@@ -661,14 +994,16 @@ class RuntimeHandler(BaseHTTPRequestHandler):
 
 def _model_error(target: EndpointTarget, account_id: str, reply: WorkerReply) -> RuntimeApiError:
     """A container error wrapped as SageMaker does: 424 ModelError with the original answer."""
-    kind = "client" if reply.status < 500 else "server"
+    # A container that never answered has no status: SageMaker reports 0.
+    status = 0 if reply.timed_out else reply.status
+    kind = "client" if 400 <= status < 500 else "server"
     original = reply.body.decode(errors="replace")
     log_group = f"/aws/sagemaker/Endpoints/{target.endpoint_name}"
     return RuntimeApiError(
         424, "ModelError",
-        f"Received {kind} error ({reply.status}) from primary with message \"{original}\". "
+        f"Received {kind} error ({status}) from primary with message \"{original}\". "
         f"See the log group {log_group} in account {account_id} for more information.",
-        OriginalStatusCode=reply.status,
+        OriginalStatusCode=status,
         OriginalMessage=original,
         LogStreamArn=(f"arn:aws:logs:{DEFAULT_REGION}:{account_id}:log-group:{log_group}"),
     )
@@ -678,13 +1013,15 @@ class HostingServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, address: tuple[str, int], *, registry: EndpointRegistry | None = None,
-                 pool: WorkerPool | None = None) -> None:
+                 pool: WorkerPool | None = None,
+                 request_timeout_seconds: float = REQUEST_TIMEOUT_SECONDS) -> None:
         super().__init__(address, RuntimeHandler)
         self.registry, self.pool = registry, pool
+        self.request_timeout_seconds = request_timeout_seconds
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that hangs up (a timeout, a retry) is routine, not a server error.
-        if isinstance(sys.exc_info()[1], ConnectionError):
+        # A client that hangs up or is cut off (a timeout, a retry) is routine, not an error.
+        if isinstance(sys.exc_info()[1], OSError):
             logger.debug("client %s disconnected", client_address)
         else:
             super().handle_error(request, client_address)
@@ -694,23 +1031,29 @@ class HostingServer(ThreadingHTTPServer):
         if self.registry:
             self.registry.close()
         if self.pool:
-            for worker in self.pool.retire():
-                worker.wait()
+            self.pool.retire()
+            self.pool.join()
 
 
 def build_server(host: str, port: int, model_dir: Path | None = None, workers: int = 1,
-                 preload_seconds: float | None = None) -> HostingServer:
+                 preload_seconds: float | None = None,
+                 invocation_timeout_seconds: float = INVOCATION_TIMEOUT_SECONDS,
+                 request_timeout_seconds: float = REQUEST_TIMEOUT_SECONDS) -> HostingServer:
     """The Runtime API server (preloading endpoints every `preload_seconds` when given), or the
     container contract for `model_dir`."""
     if model_dir is not None:
         if not (model_dir / "code" / "inference.py").is_file():
             raise HostingError(f"{model_dir} has no code/inference.py: not an extracted model")
-        return HostingServer((host, port), pool=WorkerPool(model_dir, workers))
-    registry = EndpointRegistry(state_dir() / "hosting")
+        return HostingServer((host, port),
+                             pool=WorkerPool(model_dir, workers, invocation_timeout_seconds),
+                             request_timeout_seconds=request_timeout_seconds)
+    registry = EndpointRegistry(state_dir() / "hosting",
+                                invocation_timeout_seconds=invocation_timeout_seconds)
     if preload_seconds:
         threading.Thread(target=registry.preload_forever, args=(preload_seconds,),
                          daemon=True).start()
-    return HostingServer((host, port), registry=registry)
+    return HostingServer((host, port), registry=registry,
+                         request_timeout_seconds=request_timeout_seconds)
 
 
 def serve(host: str, port: int, model_dir: Path | None = None, workers: int = 1,
