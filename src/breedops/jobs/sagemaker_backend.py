@@ -15,7 +15,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -41,11 +41,9 @@ from breedops.jobs.spec import (
     TuningRequest,
     TuningResult,
 )
-from breedops.jobs.submitted import SubmittedJob
+from breedops.jobs.submitted import SubmittedJob, attach_or_submit
 
 LOG = logging.getLogger(__name__)
-# A job an earlier run submitted is used in these states; after any other it is submitted anew.
-ATTACHABLE = ("InProgress", "Completed")
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 VOLUME_SIZE_GB = 30
 POLL_SECONDS = 5
@@ -240,7 +238,7 @@ class SageMakerBackend:
         With `submitted`, the job is recorded there once created, and a job recorded by an
         earlier run for the same request is waited on (or its result used) instead.
         """
-        name = self._attach_or_submit("training", submitted, self._training_status,
+        name = attach_or_submit("training", submitted, self._training_status,
                                       lambda: self.submit_training(request))
         with waiting_for("training", name, resumable=submitted is not None):
             self.wait_for_training(name)
@@ -263,26 +261,6 @@ class SageMakerBackend:
             if e.response["Error"]["Code"] in ("ValidationException", "ResourceNotFound"):
                 return None
             raise
-
-    def _attach_or_submit(self, kind: str, submitted: SubmittedJob | None,
-                          status_of: Callable[[str], str | None],
-                          submit: Callable[[], str]) -> str:
-        """The recorded job when it runs or ran to completion; otherwise a new one, recorded
-        before anything waits on it (an interrupt in between is held until it is recorded)."""
-        recorded = submitted.name if submitted is not None else None
-        if recorded:
-            status = status_of(recorded)
-            if status in ATTACHABLE:
-                LOG.info("%s job %s, submitted by an earlier run, is %s: using it, not "
-                         "submitting another", kind, recorded, status)
-                return recorded
-            LOG.info("%s job %s, submitted by an earlier run, is %s: submitting a new one",
-                     kind, recorded, status or "unknown to SageMaker")
-        with interrupts.deferred():
-            name = submit()
-            if submitted is not None:
-                submitted.record(name, kind)
-        return name
 
     def _result(self, job_name: str, hyperparameters: HyperParameters) -> TrainingResult:
         described = self.sagemaker.describe_training_job(TrainingJobName=job_name)
@@ -407,7 +385,7 @@ class SageMakerBackend:
              submitted: SubmittedJob | None = None) -> TuningResult:
         """Run a tuning job to the end; its best trial is the result. `submitted` as for
         `train`."""
-        name = self._attach_or_submit("tuning", submitted, self._tuning_status,
+        name = attach_or_submit("tuning", submitted, self._tuning_status,
                                       lambda: self.submit_tuning(request))
         with waiting_for("tuning", name, resumable=submitted is not None):
             self.wait_for_tuning(name)

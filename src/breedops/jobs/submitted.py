@@ -13,11 +13,16 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from breedops import interrupts
+
 log = logging.getLogger(__name__)
+# A job an earlier run submitted is used in these states; after any other it is submitted anew.
+ATTACHABLE = ("InProgress", "Completed")
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -67,3 +72,27 @@ class SubmittedJob:
         data = _read(self.path)
         if data.pop(self.key, None) is not None:
             _write(self.path, data)
+
+
+def attach_or_submit(kind: str, submitted: SubmittedJob | None,
+                     status_of: Callable[[str], str | None], submit: Callable[[], str]) -> str:
+    """The recorded job when it runs or ran to completion; otherwise a new one, recorded before
+    anything waits on it (an interrupt in between is held until it is recorded).
+
+    `status_of(name)` is the job's status, None for a job SageMaker does not know (an emulator
+    whose state was wiped); `submit()` creates the job and returns its name.
+    """
+    recorded = submitted.name if submitted is not None else None
+    if recorded:
+        status = status_of(recorded)
+        if status in ATTACHABLE:
+            log.info("%s job %s, submitted by an earlier run, is %s: using it, not submitting "
+                     "another", kind, recorded, status)
+            return recorded
+        log.info("%s job %s, submitted by an earlier run, is %s: submitting a new one",
+                 kind, recorded, status or "unknown to SageMaker")
+    with interrupts.deferred():
+        name = submit()
+        if submitted is not None:
+            submitted.record(name, kind)
+    return name

@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 
 # Variables of the emulator that `make up` writes to .local/env (contract 1).
 EMULATOR_ENV_FILE = "env"
-# Interrupts forwarded to Terraform: the first is its graceful stop, the second its immediate one.
+# Interrupts forwarded to Terraform after the first (see `_wait`): its graceful stop, then its
+# immediate one.
 FORWARDED_INTERRUPTS = 2
 
 
@@ -90,8 +91,8 @@ def run(
     """Run `terraform <args>` in `root`; raise TerraformError naming the root on failure.
 
     Output streams to the console unless `capture`, or goes to the end of `log_file`; either
-    way errors are summarised. An interrupt (Ctrl-C, SIGTERM) is forwarded to Terraform as
-    its own CLI expects it, and Terraform is waited for: see `_wait`.
+    way errors are summarised. On an interrupt (Ctrl-C, SIGTERM) Terraform is waited for, and
+    is passed only the interrupts after the first: see `_wait`.
     """
     executable = shutil.which("terraform")
     if executable is None:
@@ -106,9 +107,9 @@ def run(
             stdout = files.enter_context(log_file.open("a"))
             stdout.write(f"\n$ terraform {' '.join(args)}\n")
             stdout.flush()
-        # Its own process group: the terminal's Ctrl-C reaches only us, and we forward exactly
-        # one SIGINT per interrupt. Terraform takes a second SIGINT as "stop now, lose data",
-        # so it must never get the terminal's and ours for one keypress.
+        # Its own process group: the terminal's Ctrl-C reaches only us, and `_wait` decides
+        # what Terraform gets (it takes a second SIGINT as "stop now, lose data", so it must
+        # never get the terminal's and ours for one keypress).
         proc = subprocess.Popen(command, cwd=root, env=terraform_env(env), text=True,
                                 stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
                                 process_group=0)
@@ -133,12 +134,15 @@ def run(
 
 
 def _wait(proc: subprocess.Popen, command: str, root: Path) -> int:
-    """Wait for Terraform to exit; return how many interrupts were forwarded to it.
+    """Wait for Terraform to exit; return how many interrupts arrived meanwhile.
 
-    The first interrupt becomes Terraform's graceful stop: it lets the operations in flight
-    finish, writes its state and releases its lock. A second one is forwarded too (Terraform
-    then stops at once, as when Ctrl-C is pressed twice at its own prompt). Never SIGKILL:
-    a killed Terraform leaves resources that exist but are not in state, and a stale lock.
+    The first interrupt is not passed on: Terraform finishes what it started, so that every
+    resource it creates is in its state. Terraform's own graceful stop (its first SIGINT) asks
+    the provider to stop, and the AWS provider then cancels its calls in flight: a CreateBucket
+    or CreateRole that the service has done but whose answer is cancelled leaves a resource
+    outside the state, and the next apply fails on it (measured on the emulator). A second
+    interrupt is Terraform's graceful stop, a third its immediate one. Never SIGKILL: a killed
+    Terraform also leaves its lock.
     """
     interrupts = 0
     while True:
@@ -147,18 +151,19 @@ def _wait(proc: subprocess.Popen, command: str, root: Path) -> int:
             return interrupts
         except KeyboardInterrupt:
             interrupts += 1
-            if interrupts > FORWARDED_INTERRUPTS:
-                log.warning("terraform %s is stopping; waiting for it to exit", command)
-                continue
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGINT)
             if interrupts == 1:
-                log.warning("interrupt: terraform %s in %s finishes its operations in flight, "
-                            "saves its state and releases its lock; waiting for it (interrupt "
-                            "again to stop it at once, which may lose state)",
-                            command, _relative(root))
+                log.warning("interrupt: terraform %s in %s finishes what it started, so that its "
+                            "state holds every resource it made; waiting for it. Interrupt "
+                            "again to stop it now (it then cancels its calls in flight, which "
+                            "can leave a resource outside its state)", command, _relative(root))
+            elif interrupts <= 1 + FORWARDED_INTERRUPTS:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGINT)
+                log.warning("interrupt %d: terraform %s %s", interrupts, command,
+                            "stops its operations and saves its state" if interrupts == 2
+                            else "stops at once")
             else:
-                log.warning("second interrupt: terraform %s stops at once", command)
+                log.warning("terraform %s is stopping; waiting for it to exit", command)
 
 
 def _interrupted(command: str, root: Path, returncode: int, interrupts: int,
@@ -166,14 +171,19 @@ def _interrupted(command: str, root: Path, returncode: int, interrupts: int,
     where = f"; its output: {log_file}" if log_file is not None else ""
     if interrupts == 1:
         return Interrupted(
-            f"terraform {command} in {_relative(root)} was interrupted and stopped cleanly "
-            f"(exit {returncode}): state is saved and its lock released; run `make apply` "
-            f"again{where}")
+            f"terraform {command} in {_relative(root)} finished what it had started (exit "
+            f"{returncode}), then stopped: state is saved and its lock released; run `make "
+            f"apply` again{where}")
+    if interrupts == 2:
+        return Interrupted(
+            f"terraform {command} in {_relative(root)} was stopped (exit {returncode}): state "
+            f"is saved and its lock released, but a resource it was creating may exist outside "
+            f"the state; if `make apply` then fails on a resource that already exists, import "
+            f"it (`terraform import`){where}")
     return Interrupted(
-        f"terraform {command} in {_relative(root)} was stopped at once by a second interrupt "
-        f"(exit {returncode}): resources it was creating may be missing from its state. Run "
-        f"`make plan` to see what it will do; if it reports the state locked, `terraform "
-        f"force-unlock` it{where}")
+        f"terraform {command} in {_relative(root)} was stopped at once (exit {returncode}): "
+        f"resources it was creating may be missing from its state. Run `make plan` to see what "
+        f"it will do; if it reports the state locked, `terraform force-unlock` it{where}")
 
 
 def run_json(root: Path, *args: str, env: str | None = None) -> Any:
