@@ -6,6 +6,11 @@ Before each such request moto's random source is seeded from the request's journ
 a replay in a fresh process gives every resource the id it had (KMS key ids, EC2 ids, revision
 ids), whatever reads or failed requests came between. Timestamps are the replay's, not the
 original's.
+
+The record is fsynced before the request is answered: what was acknowledged survives a kill -9
+or a power loss. A line that cannot be replayed (torn by a crash mid-append, or damaged) is
+skipped with a log line, set aside in `journal.rejected` and rewritten out of the journal; the
+rest replays.
 """
 
 from __future__ import annotations
