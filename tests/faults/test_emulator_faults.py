@@ -165,6 +165,29 @@ def test_damaged_journal_line_is_skipped_and_the_rest_replays(state, services_to
     assert text.endswith("\n") and all(json.loads(x) for x in text.splitlines())
 
 
+def test_crash_between_body_and_line_sets_the_body_aside_and_never_reuses_its_seq(tmp_path):
+    """A large body is written before its line: a crash between the two leaves a body that no
+    entry names, and a torn line that names it."""
+    from breedops.local.journal import INLINE_BODY_LIMIT, Journal
+
+    directory = tmp_path / "journal"
+    journal = Journal(directory)
+    journal.append("PUT", "/kept-bucket", {}, b"")
+    (directory / "bodies" / "00000001.bin").write_bytes(b"x" * (INLINE_BODY_LIMIT + 1))
+    with (directory / "journal.jsonl").open("ab") as f:
+        f.write(b'{"seq": 1, "method": "PUT", "uri": "/kept-bucket/big", "hea')
+
+    reopened = Journal(directory)
+    seq_after_crash = reopened.next_seq
+    reopened.compact()
+    reopened.append("PUT", "/kept-bucket/next", {}, b"y" * (INLINE_BODY_LIMIT + 1))
+
+    assert seq_after_crash == 2  # 1 named a body file: its seed and its name are spent
+    assert (directory / "bodies.rejected" / "00000001.bin").stat().st_size == INLINE_BODY_LIMIT + 1
+    assert sorted(p.name for p in (directory / "bodies").iterdir()) == ["00000002.bin"]
+    assert [e["seq"] for e, _ in Journal(directory).entries()] == [0, 2]
+
+
 def test_acknowledged_put_survives_kill_9_and_was_fsynced_before_the_answer(state,
                                                                              services_to_stop):
     """kill -9 right after the answer loses nothing. A power loss would also drop what the
