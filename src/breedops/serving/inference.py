@@ -5,6 +5,11 @@ The serving container (and breedops' local hosting) calls `model_fn` once per wo
 the standard library, the container's `sagemaker_inference`, and `breedops.modeling`, which
 travels in the tarball next to it.
 
+The network runs on ONNX Runtime when the artifact has `model.onnx` (exported and gated against
+the eager model at packaging) and `onnxruntime` imports (the toolkit installs it from the wheels
+in `code/lib/`), else on the eager model from `model.pth`; both take the same preprocessed
+tensor. Every answer names the runtime (`"runtime"`), and `model_fn` logs it with the reason.
+
 Every bad input raises an `InferenceError`: the inference toolkit's own error type
 (`sagemaker_inference.errors`, in every SageMaker framework serving container), which its
 `Transformer` answers with the error's `status_code`; anything else the toolkit answers with 500.
@@ -44,6 +49,11 @@ MAX_IMAGE_PIXELS = int(os.environ.get("BREEDOPS_MAX_IMAGE_PIXELS", "40000000"))
 DEFAULT_TOP_K = int(os.environ.get("BREEDOPS_TOP_K", "5"))
 CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
 SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+ONNX_FILE = "model.onnx"
+ONNX_RUNTIME = "onnxruntime"
+EAGER_RUNTIME = "eager"
+# `eager` serves model.pth even when model.onnx is there (to compare the two); default: ONNX.
+RUNTIME_VARIABLE = "BREEDOPS_SERVING_RUNTIME"
 
 
 # Pillow knows dozens of formats, each a parser exposed to untrusted bytes: open only these.
@@ -87,14 +97,28 @@ class ImageTooLargeError(InferenceError):
     status_code = 413
 
 
+class OnnxNetwork:
+    """An ONNX Runtime session called as the eager network is: a float tensor in, logits out."""
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+        self.input_name = session.get_inputs()[0].name
+        self.output_name = session.get_outputs()[0].name
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        feed = {self.input_name: batch.float().contiguous().numpy()}
+        return torch.from_numpy(self.session.run([self.output_name], feed)[0])
+
+
 @dataclass(frozen=True)
 class LoadedModel:
     """What `model_fn` returns: the network plus everything needed to read its output."""
 
-    network: torch.nn.Module
+    network: Any  # torch.nn.Module or OnnxNetwork: both map an image batch to logits
     labels: list[str]
     transform: Any
     model_version: str
+    runtime: str = EAGER_RUNTIME
 
 
 @dataclass(frozen=True)
@@ -104,10 +128,12 @@ class Prediction:
     probabilities: torch.Tensor
     labels: list[str]
     model_version: str
+    runtime: str = EAGER_RUNTIME
 
 
 def model_fn(model_dir: str) -> LoadedModel:
-    """Load `model.pth` and `labels.json` from the extracted model directory."""
+    """Load the model from the extracted model directory: `model.onnx` on ONNX Runtime when
+    it can serve, else `model.pth` eager; `labels.json` either way."""
     root = Path(model_dir)
     checkpoint = torch.load(root / "model.pth", map_location="cpu", weights_only=True)
     labels = json.loads((root / "labels.json").read_text())
@@ -116,14 +142,47 @@ def model_fn(model_dir: str) -> LoadedModel:
             f"labels.json has {len(labels)} labels but the model has "
             f"{checkpoint['num_classes']} classes"
         )
-    network = load_model(checkpoint)
-    logger.info("loaded %s model version %s", checkpoint["arch"], checkpoint["model_version"])
+    version = str(checkpoint["model_version"])
+    network, runtime, detail = _onnx_network(root / ONNX_FILE)
+    if network is None:
+        network, runtime = load_model(checkpoint), EAGER_RUNTIME
+    logger.info("serving %s model version %s on %s (%s)", checkpoint["arch"], version, runtime,
+                detail)
     return LoadedModel(
         network=network,
         labels=labels,
         transform=build_eval_transform(int(checkpoint["image_size"])),
-        model_version=str(checkpoint["model_version"]),
+        model_version=version,
+        runtime=runtime,
     )
+
+
+def _onnx_network(path: Path) -> tuple[OnnxNetwork | None, str, str]:
+    """(network, runtime, why) for ONNX Runtime, or (None, eager, why not)."""
+    wanted = os.environ.get(RUNTIME_VARIABLE, ONNX_RUNTIME).strip().lower()
+    if wanted not in (ONNX_RUNTIME, EAGER_RUNTIME):
+        raise ValueError(f"{RUNTIME_VARIABLE}={wanted!r}: expected {ONNX_RUNTIME} or {EAGER_RUNTIME}")
+    if wanted == EAGER_RUNTIME:
+        return None, EAGER_RUNTIME, f"{RUNTIME_VARIABLE}={EAGER_RUNTIME}"
+    if not path.is_file():
+        return None, EAGER_RUNTIME, f"the artifact has no {path.name}"
+    try:
+        import onnxruntime
+    except ImportError as e:
+        return None, EAGER_RUNTIME, f"onnxruntime does not import: {e}"
+    options = onnxruntime.SessionOptions()
+    # The same thread count as torch's: the worker's share of the instance.
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    try:
+        session = onnxruntime.InferenceSession(str(path), options,
+                                               providers=["CPUExecutionProvider"])
+    except Exception as e:  # noqa: BLE001 (a runtime that cannot load the file: eager answers)
+        return None, EAGER_RUNTIME, f"onnxruntime cannot load {path.name}: {e}"
+    detail = (f"{path.name}, onnxruntime {onnxruntime.__version__}, "
+              f"{options.intra_op_num_threads} threads")
+    return OnnxNetwork(session), ONNX_RUNTIME, detail
 
 
 def input_fn(request_body: bytes | str, content_type: str | None) -> Image.Image:
@@ -155,6 +214,7 @@ def predict_fn(data: Image.Image, model: LoadedModel) -> Prediction:
         probabilities=torch.softmax(logits[0], dim=0),
         labels=model.labels,
         model_version=model.model_version,
+        runtime=model.runtime,
     )
 
 
@@ -171,6 +231,7 @@ def output_fn(prediction: Prediction, accept: str | None, context: Any = None) -
     values, indices = torch.topk(prediction.probabilities, top_k)
     return json.dumps({
         "model_version": prediction.model_version,
+        "runtime": prediction.runtime,
         "predictions": [
             {"label": prediction.labels[i], "index": i, "probability": round(p, 6)}
             for p, i in zip(values.tolist(), indices.tolist(), strict=True)
