@@ -62,6 +62,8 @@ def photo_jpeg() -> bytes:
 @contextmanager
 def local_services(work_dir: Path) -> Iterator[str]:
     """A private emulator plus local hosting; yields the hosting URL with the env pointing there."""
+    import boto3
+
     from breedops.local import emulator
     from breedops.local.credentials import SERVICE_TOKEN_VARIABLE
     from breedops.serving.hosting import EndpointRegistry, HostingServer
@@ -75,6 +77,9 @@ def local_services(work_dir: Path) -> Iterator[str]:
                        "AWS_ENDPOINT_URL": running.url,
                        SERVICE_TOKEN_VARIABLE: secrets.service_token})
     os.environ.pop("AWS_SESSION_TOKEN", None)
+    # boto3's default session keeps the credentials it first resolved: each emulator has its
+    # own, so every set of services starts (and leaves) with a fresh session.
+    boto3.DEFAULT_SESSION = None
     server = HostingServer(("127.0.0.1", 0), registry=EndpointRegistry(work_dir / "hosting"))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}"
@@ -86,6 +91,7 @@ def local_services(work_dir: Path) -> Iterator[str]:
         server.server_close()
         os.environ.clear()
         os.environ.update(saved)
+        boto3.DEFAULT_SESSION = None
         emulator.stop_service(service, work_dir / "emulator")
 
 
