@@ -230,6 +230,11 @@ def _apply_deferring(root: Path, env: str | None, log_file: Path,
                  capture=True).stdout
     changes = planned_changes(stream)
     now = [a for a in changes if not any(fnmatch.fnmatchcase(a, p) for p in deferrable)]
+    # A targeted apply writes only the outputs that depend on its targets: the others
+    # (name_prefix, code_prefix: variables only) come from the plan, where they are known.
+    planned = (run_json(root, "show", "-json", str(plan_file), env=env) or {}).get(
+        "planned_values", {}).get("outputs", {})
+    known = {name: value["value"] for name, value in planned.items() if "value" in value}
     try:
         if len(now) == len(changes):
             run(root, "apply", "-input=false", "-no-color", str(plan_file), env=env,
@@ -252,7 +257,9 @@ def _apply_deferring(root: Path, env: str | None, log_file: Path,
             [*_terraform(), "apply", "-input=false", "-no-color", "-auto-approve"], cwd=root,
             env=terraform_env(env), stdin=subprocess.DEVNULL, stdout=out,
             stderr=subprocess.STDOUT, process_group=0)
-    return outputs_of(root, env), BackgroundApply(root, process, background_log)
+    applied = outputs_of(root, env)
+    return ({**known, **{k: v for k, v in applied.items() if v is not None or k not in known}},
+            BackgroundApply(root, process, background_log))
 
 
 def planned_changes(plan_json_lines: str) -> list[str]:
