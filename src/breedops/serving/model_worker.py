@@ -1,8 +1,8 @@
 """One model-server worker: loads a model directory with its own `code/inference.py` and serves
 requests framed on stdin/stdout, as a serving container's worker would.
 
-Requests go through the SageMaker inference toolkit's own `Transformer`, as in the PyTorch
-serving container (TorchServe calls its handler service, which calls `Transformer.transform`):
+Requests go through the PyTorch serving container's own handler service (TorchServe calls it;
+it calls the SageMaker inference toolkit's `Transformer.transform`):
 the same handler calling convention, the same decoding of the body, and the same errors: a
 toolkit error answers its `status_code`, anything else 500, with the message and the traceback.
 
@@ -22,8 +22,6 @@ import os
 import sys
 from pathlib import Path
 from typing import Any, BinaryIO
-
-logger = logging.getLogger("breedops.model_worker")
 
 READY = {"ready": True}
 
@@ -45,6 +43,7 @@ class Context:
 
     def __init__(self, model_dir: Path) -> None:
         self.system_properties = {"model_dir": str(model_dir)}
+        self.model_name = "model"  # the name SageMaker's containers register the model under
         self.request_processor = [RequestProcessor({})]
         self.status: int | None = None
         self.phrase = ""
@@ -76,15 +75,16 @@ def write_frame(stream: BinaryIO, header: dict[str, Any], body: bytes = b"") -> 
     stream.flush()
 
 
-def load_transformer(model_dir: Path, context: Context) -> Any:
-    """The toolkit's Transformer with the model loaded: it imports `inference` from `code/`
-    (first on sys.path, as the container's handler service puts it) and calls its `model_fn`."""
+def load_service(model_dir: Path, context: Context) -> Any:
+    """The PyTorch container's handler service with the model loaded. Its Transformer imports
+    `inference` from `code/` (first on the path, where the container's PYTHONPATH puts it) and
+    calls its `model_fn`."""
     sys.path.insert(0, str(model_dir / "code"))
-    from sagemaker_inference.transformer import Transformer
+    from sagemaker_pytorch_serving_container.handler_service import HandlerService
 
-    transformer = Transformer()
-    transformer.validate_and_initialize(model_dir=str(model_dir), context=context)
-    return transformer
+    service = HandlerService()
+    service.initialize(context)
+    return service
 
 
 def request_headers(header: dict[str, Any]) -> dict[str, str]:
@@ -94,15 +94,13 @@ def request_headers(header: dict[str, Any]) -> dict[str, str]:
     return {name: value for name, value in headers.items() if value is not None}
 
 
-def handle(transformer: Any, context: Context, header: dict[str, Any],
+def handle(service: Any, context: Context, header: dict[str, Any],
            body: bytes) -> tuple[dict[str, Any], bytes]:
-    """One request through `Transformer.transform`, which never raises: its status is on the
-    context (200 when unset, as TorchServe answers)."""
+    """One request through the service (`Transformer.transform`), which never raises: the status
+    is on the context (200 when unset, as TorchServe answers)."""
     context.start_request(request_headers(header))
-    output = transformer.transform([{"body": body}], context)[0]
-    status = context.status or 200
-    if status >= 500:
-        logger.error("inference failed (%d): %s", status, output)
+    output = service.handle([{"body": body}], context)[0]
+    status = context.status or 200  # the toolkit has logged any error with its traceback
     reply = {"status": status, "phrase": context.phrase, "content_type": context.content_type}
     return reply, output.encode() if isinstance(output, str) else bytes(output)
 
@@ -118,10 +116,10 @@ def main(argv: list[str]) -> int:
 
     torch.set_num_threads(threads)
     context = Context(model_dir)
-    transformer = load_transformer(model_dir, context)
+    service = load_service(model_dir, context)
     write_frame(protocol_out, READY)
     while (frame := read_frame(sys.stdin.buffer)) is not None:
-        reply, output = handle(transformer, context, *frame)
+        reply, output = handle(service, context, *frame)
         write_frame(protocol_out, reply, output)
     return 0
 
