@@ -80,7 +80,7 @@ def results_fixture(run_id: str = RUN_ID, **serving: float) -> dict:
     results = {
         "run_id": run_id, "plan": "full", "quick": False, "total_seconds": 600,
         "started": "2026-01-01T00:00:00+00:00",
-        "sections": ["serving", "endpoint_throughput", "speedups", "training"],
+        "sections": ["serving", "runtimes", "endpoint_throughput", "speedups", "training"],
         "machine": {"cpu_count": 2, "torch": "2.14.1", "load_average_1m_at_start": 0.5,
                     "load_average_1m_at_end": 7.5}, "section_seconds": {},
         "serving": serving_fixture(**serving),
@@ -90,6 +90,12 @@ def results_fixture(run_id: str = RUN_ID, **serving: float) -> dict:
                                 "seconds_per_level": 6, "p99_bound_ms": 500,
                                 "safety_factor": 0.5, "levels": LEVELS,
                                 **capacity_from_levels(LEVELS, 500)},
+        "runtimes": {"threads": 2, "repeats": 30, "results": [
+            {"arch": "resnet18", "runtime": "onnxruntime", "available": True, "p50_ms": 10.0,
+             "p90_ms": 11.0, "min_ms": 9.5, "speedup": 1.8, "max_probability_delta": 3e-7,
+             "same_top1": True, "passes_gate": True, "version": "onnxruntime 1.32.0"},
+            {"arch": "resnet18", "runtime": "openvino", "available": False,
+             "reason": "openvino does not import: no module"}]},
         "speedups": {"error": "RuntimeError: boom"},
         "training": {"dataset": "digits", "tuning": None, "runs": [
             {"arch": "resnet18", "processes": 1, "threads_per_process": 2,
@@ -121,6 +127,9 @@ def test_publish_writes_one_run_with_figures_and_the_terraform_value(tmp_path):
     assert "| resnet18 | eager | lambda_end_to_end | 40.0 | 42.0 | 45.0 | 39.0 |" in summary
     assert "| resnet18 | eager | lambda_max_memory_used_mb | 80 |" in summary
     assert "3 of 3 pairs pass" in summary
+    assert ("| resnet18 | onnxruntime | 10.0 | 11.0 | 9.5 | 1.8 | 3.0e-07 | True | True | "
+            "onnxruntime 1.32.0 |") in summary
+    assert "not available: openvino does not import: no module |" in summary
     for name in ("throughput", "latency", "training"):
         png = tmp_path / "benchmarks" / "results" / f"{RUN_ID}-{name}.png"
         assert png in written and png.read_bytes()[:4] == b"\x89PNG"

@@ -203,6 +203,7 @@ def render_benchmarks(results: dict[str, Any], results_name: str,
     lines += [f"- {key}: {value}" for key, value in results["machine"].items()]
     lines += _busy_warning(results["machine"])
     lines += _serving_lines(results.get("serving"))
+    lines += _forward_lines(results.get("runtimes"))
     lines += _runtime_lines(results.get("runtime_throughput"))
     lines += _throughput_lines(results.get("endpoint_throughput"))
     lines += _speedup_lines(results.get("speedups"))
@@ -259,6 +260,27 @@ def _serving_lines(section: dict[str, Any] | None) -> list[str]:
                    f"{nesting['rule']}. {len(nesting['checks']) - len(failed)} of "
                    f"{len(nesting['checks'])} pairs pass.")]
     lines += [f"- **violation**: {describe(v)}" for v in failed]
+    return lines
+
+
+def _forward_lines(section: dict[str, Any] | None) -> list[str]:
+    lines = ["", "## Forward pass alone per runtime", ""]
+    if error := _error(section):
+        return [*lines, f"Not available: {error}"]
+    lines += [(f"Batch 1, {section['threads']} intra-op threads for every runtime, "
+               f"{section['repeats']} calls each, runtimes in turn (`breedops.bench.runtimes`); "
+               "agreement with eager on 4 images."), "",
+              ("| arch | runtime | p50 ms | p90 ms | min ms | speed-up | max prob. diff | "
+               "same top-1 | passes gate | version |"),
+              "|---|---|---:|---:|---:|---:|---:|---|---|---|"]
+    for r in section["results"]:
+        if not r["available"]:
+            lines.append(f"| {r['arch']} | {r['runtime']} | - | - | - | - | - | - | - | "
+                         f"not available: {r['reason']} |")
+            continue
+        lines.append(f"| {r['arch']} | {r['runtime']} | {r['p50_ms']} | {r['p90_ms']} | "
+                     f"{r['min_ms']} | {r['speedup']} | {r['max_probability_delta']:.1e} | "
+                     f"{r['same_top1']} | {r['passes_gate']} | {r['version']} |")
     return lines
 
 

@@ -19,8 +19,8 @@ from breedops.settings import project_root
 RUN_ID_FORMAT = "%Y%m%dT%H%M%SZ"
 RUN_ID_PATTERN = re.compile(r"^\d{8}T\d{6}Z$")
 # A run's sections, measured in this order (the autoscaling replay needs the capacity).
-SECTIONS = ("serving", "runtime_throughput", "endpoint_throughput", "speedups", "training",
-            "autoscaling")
+SECTIONS = ("serving", "runtimes", "runtime_throughput", "endpoint_throughput", "speedups",
+            "training", "autoscaling")
 
 
 class MixedRunsError(ConfigurationError):

@@ -120,6 +120,17 @@ def _training(plan: BenchPlan) -> dict[str, Any]:
     return {"dataset": "digits", "runs": runs, "tuning": tuning}
 
 
+def _runtimes(plan: BenchPlan) -> dict[str, Any]:
+    """The forward pass alone on eager, ONNX Runtime and OpenVINO, at the endpoint worker's
+    thread count (every core)."""
+    from breedops.bench.runtimes import as_dicts, measure_runtimes
+
+    threads = os.cpu_count() or 1
+    return {"threads": threads, "repeats": plan.speedup_repeats,
+            "results": as_dicts(measure_runtimes(plan.architectures, threads=threads,
+                                                 repeats=plan.speedup_repeats))}
+
+
 def _autoscaling(capacity_rps: float | None) -> dict[str, Any]:
     """The shipped curves replayed with the measured capacity over a grid of policies."""
     from breedops.autoscale.simulator import Fleet, Policy, recommended_target, sweep
@@ -171,6 +182,7 @@ def run_benchmarks(quick: bool = False, output_dir: str | Path | None = None,
     measures: dict[str, Callable[[], Any]] = {
         "serving": lambda: run_serving_benchmark(
             requests=plan.latency_requests, architectures=plan.architectures),
+        "runtimes": lambda: _runtimes(plan),
         "runtime_throughput": lambda: endpoint.runtime_throughput(
             plan.architectures, plan.runtime_clients, plan.seconds_per_level,
             plan.windows_per_level, p99_bound_ms),

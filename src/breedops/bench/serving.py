@@ -100,8 +100,9 @@ ONNX_FILE = "model.onnx"
 
 
 def model_dir_for(arch: str, runtime: str, work_dir: Path) -> Path:
-    """The extracted artifact for `arch` served by `runtime`: the same random weights, with
-    `model.onnx` (the handler serves it through ONNX Runtime) or without (eager)."""
+    """The extracted artifact for `arch` served by `runtime`: what packaging writes (its
+    ONNX gate passed), with `model.onnx` (the handler serves it on ONNX Runtime) or without it
+    (the handler serves `model.pth` eager); the same random weights either way."""
     import shutil
 
     import torch
@@ -118,26 +119,14 @@ def model_dir_for(arch: str, runtime: str, work_dir: Path) -> Path:
         labels = [f"{i + 1:03d}.Breed_{i + 1}" for i in range(NUM_CLASSES)]
         write_model_dir(base, network, arch=arch, classes=labels, image_size=IMAGE_SIZE,
                         model_version=f"bench-{arch}")
-        if not (base / ONNX_FILE).is_file():  # packaging without its ONNX export
-            _export_onnx(network, base / ONNX_FILE)
+    if not (base / ONNX_FILE).is_file():
+        raise RuntimeError(f"packaging wrote no {ONNX_FILE} for {arch}: nothing to compare")
     model_dir = work_dir / f"{arch}-{runtime}"
     if not model_dir.is_dir():
         shutil.copytree(base, model_dir)
         if runtime == "eager":
-            (model_dir / ONNX_FILE).unlink(missing_ok=True)
+            (model_dir / ONNX_FILE).unlink()
     return model_dir
-
-
-def _export_onnx(network: Any, path: Path) -> None:
-    import warnings
-
-    import torch
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(network, (torch.randn(1, 3, IMAGE_SIZE, IMAGE_SIZE),), str(path),
-                          input_names=["input"], output_names=["logits"],
-                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
 
 
 def deploy(arch: str, work_dir: Path, runtime: str = "eager") -> str:
@@ -227,18 +216,15 @@ def forward_call(runtime: str, model_dir: Path, batch: Any, threads: int) -> Any
     import torch
 
     if runtime == "onnxruntime":
-        import onnxruntime
+        from breedops.training.onnx_export import INPUT_NAME, OUTPUT_NAME, runtime_session
 
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        session = onnxruntime.InferenceSession(str(model_dir / ONNX_FILE), options,
-                                               providers=["CPUExecutionProvider"])
-        feed = {session.get_inputs()[0].name: batch.numpy()}
-        return lambda: session.run(None, feed)
-    from breedops.serving import inference
+        session = runtime_session(model_dir / ONNX_FILE, threads)  # as the handler opens it
+        feed = {INPUT_NAME: batch.numpy()}
+        return lambda: session.run([OUTPUT_NAME], feed)
+    from breedops.modeling.architectures import load_model
 
-    network = inference.model_fn(str(model_dir)).network
+    network = load_model(torch.load(model_dir / "model.pth", map_location="cpu",
+                                    weights_only=True))
 
     def forward() -> None:
         with torch.inference_mode():
@@ -276,13 +262,15 @@ def bench_architecture(arch: str, work_dir: Path, image: bytes, requests: int,
     import boto3
     import torch
 
+    from breedops.modeling.transforms import build_eval_transform
     from breedops.serving import inference
 
     threads = torch.get_num_threads()
     endpoint = deploy(arch, work_dir, runtime)
     model_dir = model_dir_for(arch, runtime, work_dir)
     model = inference.model_fn(str(model_dir))
-    batch = model.transform(inference.input_fn(image, "image/jpeg")).unsqueeze(0)
+    # The handler's own preprocessing of the same JPEG: the forward pass gets its tensor.
+    batch = build_eval_transform(IMAGE_SIZE)(inference.input_fn(image, "image/jpeg")).unsqueeze(0)
     runtime_client = boto3.client("sagemaker-runtime")
     event = {"body": base64.b64encode(image).decode(), "isBase64Encoded": True,
              "headers": {"Content-Type": "image/jpeg"}}
