@@ -15,6 +15,7 @@ import base64
 import binascii
 import json
 import logging
+import math
 import os
 import time
 from typing import Any
@@ -22,7 +23,9 @@ from typing import Any
 import boto3
 from botocore.config import Config
 from botocore.exceptions import (
+    BotoCoreError,
     ClientError,
+    ConnectionClosedError,
     ConnectTimeoutError,
     EndpointConnectionError,
     ReadTimeoutError,
@@ -30,9 +33,10 @@ from botocore.exceptions import (
 
 ENDPOINT_NAME = os.environ.get("ENDPOINT_NAME", "")
 TOP_K = int(os.environ.get("TOP_K", "3"))
+# The function's timeout when the invocation's context cannot tell it: the default of the
+# inference_lambda module's `timeout_seconds`.
+FUNCTION_TIMEOUT_SECONDS = float(os.environ.get("FUNCTION_TIMEOUT_SECONDS", "30"))
 CONNECT_TIMEOUT_SECONDS = float(os.environ.get("CONNECT_TIMEOUT_SECONDS", "2"))
-READ_TIMEOUT_SECONDS = float(os.environ.get("READ_TIMEOUT_SECONDS", "10"))
-# MAX_ATTEMPTS x (CONNECT + READ) must stay under the function's timeout (30 s in Terraform).
 MAX_ATTEMPTS = int(os.environ.get("MAX_ATTEMPTS", "2"))
 # Lambda's synchronous payload limit, measured on the request as it arrives (after base64).
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
@@ -41,47 +45,84 @@ ALLOWED_FIELDS = {"image"}
 # Content types an API Gateway client may send; images are sniffed, not trusted by header.
 ACCEPTED_REQUEST_TYPES = ("application/json", "application/octet-stream", "image/jpeg",
                           "image/png", "application/x-image")
+# Statuses of the model's own verdicts on an image that the caller gets as they are.
+MODEL_CLIENT_STATUSES = (400, 413, 415)
 
 logger = logging.getLogger()
 logger.setLevel(os.environ.get("LOG_LEVEL", "INFO").upper())
 # botocore logs every credential and endpoint lookup at INFO: noise in one line per invocation.
 logging.getLogger("botocore").setLevel(logging.WARNING)
 
-# Created once per execution environment (the cold start), reused by every invocation.
-RUNTIME = boto3.client(
-    "sagemaker-runtime",
-    config=Config(
-        connect_timeout=CONNECT_TIMEOUT_SECONDS,
-        read_timeout=READ_TIMEOUT_SECONDS,
-        retries={"max_attempts": MAX_ATTEMPTS, "mode": "standard"},
-    ),
-)
+
+def call_budget(function_timeout_s: float) -> tuple[int, float, float]:
+    """(attempts, connect timeout, read timeout) whose worst case ends inside the function.
+
+    Worst case of one InvokeEndpoint = attempts x (connect + read) + the waits between attempts
+    (botocore's standard mode waits at most 2^(n-1) s before retry n: 1 s, then 2 s, ...), and it
+    must leave a margin (10 %, at least 1 s) to read the answer, log and respond. Everything left
+    goes to the read timeout: the model's time to answer. For the 30 s default:
+    margin 3 s, 2 attempts, 1 s backoff -> read = (30 - 3 - 1) / 2 - 2 = 11 s, worst case
+    2 x (2 + 11) + 1 = 27 s. A timeout too short for a retry gets one attempt.
+    """
+    margin = max(1.0, 0.1 * function_timeout_s)
+    attempts = max(MAX_ATTEMPTS, 1)
+    while True:
+        backoff = sum(min(2 ** n, 20) for n in range(attempts - 1))
+        read = (function_timeout_s - margin - backoff) / attempts - CONNECT_TIMEOUT_SECONDS
+        if read >= 1.0 or attempts == 1:
+            return attempts, CONNECT_TIMEOUT_SECONDS, max(read, 0.5)
+        attempts -= 1
+
+
+def runtime_client(function_timeout_s: float) -> Any:
+    """The SageMaker Runtime client sized for this timeout, made once per execution environment
+    (and per timeout, should the deployed timeout differ from FUNCTION_TIMEOUT_SECONDS)."""
+    key = math.ceil(function_timeout_s)
+    if key not in _CLIENTS:
+        attempts, connect, read = call_budget(key)
+        _CLIENTS[key] = boto3.client("sagemaker-runtime", config=Config(
+            connect_timeout=connect, read_timeout=read,
+            retries={"max_attempts": attempts, "mode": "standard"},
+        ))
+    return _CLIENTS[key]
+
+
+_CLIENTS: dict[int, Any] = {}
+# Made during the cold start (ahead of traffic with provisioned concurrency), not per request.
+runtime_client(FUNCTION_TIMEOUT_SECONDS)
 
 
 class RequestError(Exception):
-    """An invocation that ends with `status` and a message the caller can act on."""
+    """An invocation that ends with `status` and a message the caller can act on; `detail` is
+    for the log only (AWS messages name accounts and roles)."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, detail: str | None = None) -> None:
         super().__init__(message)
-        self.status, self.code = status, code
+        self.status, self.code, self.detail = status, code, detail
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """The entry point: one request, one response, one log line."""
     started = time.perf_counter()
     request_id = getattr(context, "aws_request_id", "-")
-    top_class = None
+    top_class, failure = None, {}
     try:
         image, content_type = parse_event(event)
-        answer = classify(image, content_type)
+        answer = classify(image, content_type, _function_timeout(context))
         top_class = answer["predictions"][0]["breed"] if answer["predictions"] else None
         status, body = 200, {**answer, "request_id": request_id}
     except RequestError as e:
         status, body = e.status, {"error": e.code, "message": str(e), "request_id": request_id}
+        failure = {"error": e.code, **({"detail": e.detail} if e.detail else {})}
+    except Exception as e:  # a bug still answers in the proxy shape, and is logged
+        logger.exception("unexpected failure")
+        status, body = 500, {"error": "InternalError", "message": "the classifier failed; "
+                             "retry, or report the request id", "request_id": request_id}
+        failure = {"error": "InternalError", "detail": f"{type(e).__name__}: {e}"}
     logger.info(json.dumps({
         "message": "invocation", "request_id": request_id, "status": status,
         "latency_ms": round((time.perf_counter() - started) * 1000, 1),
-        "top_class": top_class, "endpoint": ENDPOINT_NAME,
+        "top_class": top_class, "endpoint": ENDPOINT_NAME, **failure,
     }))
     return {"statusCode": status, "headers": {"Content-Type": "application/json"},
             "body": json.dumps(body)}
@@ -96,32 +137,46 @@ def parse_event(event: Any) -> tuple[bytes, str]:
     return _parse_json_document(event)
 
 
-def classify(image: bytes, content_type: str) -> dict[str, Any]:
+def classify(image: bytes, content_type: str,
+             function_timeout_s: float = FUNCTION_TIMEOUT_SECONDS) -> dict[str, Any]:
     """Call the endpoint and turn its top-k into readable breed names."""
     if not ENDPOINT_NAME:
-        raise RequestError(503, "EndpointUnavailable", "ENDPOINT_NAME is not configured")
+        raise RequestError(503, "EndpointUnavailable", "the classifier is not configured",
+                           "ENDPOINT_NAME is not set")
     try:
-        response = RUNTIME.invoke_endpoint(
+        response = runtime_client(function_timeout_s).invoke_endpoint(
             EndpointName=ENDPOINT_NAME, ContentType=content_type, Accept="application/json",
             Body=image, CustomAttributes=f"top_k={TOP_K}",
         )
-    except (ReadTimeoutError, ConnectTimeoutError) as e:
-        raise RequestError(504, "EndpointTimeout",
-                           f"the endpoint did not answer in time ({e})") from e
-    except EndpointConnectionError as e:
-        raise RequestError(503, "EndpointUnavailable",
-                           f"the endpoint cannot be reached ({e})") from e
+        raw = response["Body"].read()  # a stalled or cut body fails here, not in the call
     except ClientError as e:
         raise _endpoint_error(e) from e
-    answer = json.loads(response["Body"].read())
-    return {
-        "model_version": answer.get("model_version"),
-        "predictions": [
-            {"breed": readable_name(p["label"]), "label": p["label"], "index": p["index"],
-             "probability": p["probability"]}
-            for p in answer["predictions"][:TOP_K]
-        ],
-    }
+    except (ReadTimeoutError, ConnectTimeoutError) as e:
+        raise RequestError(504, "EndpointTimeout", "the classifier did not answer in time",
+                           _detail(e)) from e
+    except (ConnectionClosedError, EndpointConnectionError) as e:
+        raise RequestError(502, "EndpointUnavailable", "the classifier cannot be reached",
+                           _detail(e)) from e
+    except BotoCoreError as e:
+        raise RequestError(502, "EndpointError", "the classifier failed", _detail(e)) from e
+    return _readable_answer(raw)
+
+
+def _readable_answer(raw: bytes) -> dict[str, Any]:
+    """The endpoint's JSON as breeds; any other reply is the endpoint's fault (502)."""
+    try:
+        answer = json.loads(raw)
+        return {
+            "model_version": answer.get("model_version"),
+            "predictions": [
+                {"breed": readable_name(p["label"]), "label": p["label"], "index": p["index"],
+                 "probability": p["probability"]}
+                for p in answer["predictions"][:TOP_K]
+            ],
+        }
+    except (ValueError, TypeError, KeyError, AttributeError) as e:
+        raise RequestError(502, "BadEndpointResponse", "the classifier gave an unreadable answer",
+                           f"{type(e).__name__}: {e}; reply starts {raw[:200]!r}") from e
 
 
 def readable_name(label: str) -> str:
@@ -199,29 +254,55 @@ def _sniff(image: bytes) -> str:
 
 
 def _endpoint_error(error: ClientError) -> RequestError:
-    """Map an InvokeEndpoint error to the status this function answers with."""
-    code = error.response.get("Error", {}).get("Code", "")
-    message = error.response.get("Error", {}).get("Message", str(error))
-    http_status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 500)
+    """Map an InvokeEndpoint error to this function's answer: the caller sees a status and a
+    generic message (or the model's own verdict on the image); the log gets AWS's message."""
+    response = error.response
+    code = response.get("Error", {}).get("Code", "")
+    http_status = response.get("ResponseMetadata", {}).get("HTTPStatusCode", 500)
+    detail = f"{code} ({http_status}): {response.get('Error', {}).get('Message', error)}"
     if code == "ModelError":
-        original = int(error.response.get("OriginalStatusCode") or 500)
-        if original in (400, 413, 415):  # the model refused this image: the caller's to fix
-            return RequestError(original, "ImageRejected",
-                                f"the model rejected the image: {_original_message(error)}")
-        return RequestError(502, "ModelError", f"the model failed: {_original_message(error)}")
-    if code in ("ThrottlingException", "ModelNotReadyException") or http_status == 429:
-        return RequestError(429, "Throttled", f"the endpoint is busy, retry later: {message}")
-    if code == "ValidationError" and "not found" in message:
-        return RequestError(503, "EndpointUnavailable", message)
-    if code == "ValidationError":
-        return RequestError(400, "BadRequest", message)
-    return RequestError(503 if http_status == 503 else 502, code or "EndpointError", message)
+        original = int(response.get("OriginalStatusCode") or 500)
+        detail += f"; the model answered {original}: {response.get('OriginalMessage', '')[:2000]}"
+        if 400 <= original < 500:  # the model refused this image: the caller's to fix
+            reason = _model_verdict(response.get("OriginalMessage") or "")
+            return RequestError(original if original in MODEL_CLIENT_STATUSES else 400,
+                                "ImageRejected", f"the model rejected the image: {reason}"
+                                if reason else "the model rejected the image", detail)
+        if original == 504:
+            return RequestError(504, "EndpointTimeout", "the classifier did not answer in time",
+                                detail)
+        return RequestError(502, "ModelError", "the model failed to classify the image", detail)
+    if code == "ThrottlingException" or http_status == 429:
+        return RequestError(429, "Throttled", "the classifier is busy; retry shortly", detail)
+    not_found = code == "ValidationError" and "not found" in str(response.get("Error"))
+    if code in ("ModelNotReadyException", "ServiceUnavailable") or http_status == 503 \
+            or not_found:  # no endpoint (yet): a deployment's state, not the request's fault
+        return RequestError(503, "EndpointUnavailable",
+                            "the classifier is unavailable; retry shortly", detail)
+    return RequestError(502, "EndpointError", "the classifier failed", detail)
 
 
-def _original_message(error: ClientError) -> str:
-    """The container's own message, unwrapped from its JSON when it has one."""
-    original = error.response.get("OriginalMessage") or ""
+def _model_verdict(original: str) -> str | None:
+    """The inference handler's own message, from the first line of the model's error body
+    (`{"error": ..., "message": ...}`, then the toolkit's traceback); None for anything else."""
     try:
-        return str(json.loads(original).get("message", original))
-    except (ValueError, AttributeError):
-        return original
+        verdict = json.loads(original.partition("\n")[0])
+    except ValueError:
+        return None
+    if isinstance(verdict, dict) and isinstance(verdict.get("error"), str) \
+            and isinstance(verdict.get("message"), str):
+        return verdict["message"][:500]
+    return None
+
+
+def _detail(error: Exception) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+def _function_timeout(context: Any) -> float:
+    """The function's timeout, as the time left when the invocation starts (Lambda has no
+    variable for it); FUNCTION_TIMEOUT_SECONDS for callers without a Lambda context."""
+    try:
+        return context.get_remaining_time_in_millis() / 1000
+    except AttributeError:
+        return FUNCTION_TIMEOUT_SECONDS

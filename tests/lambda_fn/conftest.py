@@ -55,9 +55,12 @@ class StubRuntime(BaseHTTPRequestHandler):
         "model-error": (424, "ModelError", {"message": "Received server error (500)",
                                             "OriginalStatusCode": 500,
                                             "OriginalMessage": '{"message": "CUDA exploded"}'}),
-        "rejects": (424, "ModelError", {"message": "Received client error (400)",
-                                        "OriginalStatusCode": 400,
-                                        "OriginalMessage": '{"message": "truncated image"}'}),
+        # The toolkit's error body: the handler's one-line verdict, then the traceback.
+        "rejects": (424, "ModelError", {
+            "message": "Received client error (400)", "OriginalStatusCode": 400,
+            "OriginalMessage": '{"error": "InvalidRequestError", "message": "truncated image"}\n'
+                               'Traceback (most recent call last):\n  File "/opt/ml/model/code'
+                               '/inference.py", line 9'}),
         "throttled": (429, "ThrottlingException", {"message": "Rate exceeded"}),
         "unavailable": (503, "ServiceUnavailable", {"message": "Service unavailable"}),
     }
@@ -107,7 +110,7 @@ def load_handler(monkeypatch, stub_runtime) -> Callable[..., ModuleType]:
     monkeypatch.syspath_prepend(str(ROOT / "lambda"))
     for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                         "AWS_DEFAULT_REGION": "us-east-1", "MAX_ATTEMPTS": "1",
-                        "READ_TIMEOUT_SECONDS": "0.5", "CONNECT_TIMEOUT_SECONDS": "0.5",
+                        "FUNCTION_TIMEOUT_SECONDS": "3", "CONNECT_TIMEOUT_SECONDS": "0.5",
                         "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME":
                             f"http://127.0.0.1:{stub_runtime.server_address[1]}"}.items():
         monkeypatch.setenv(name, value)

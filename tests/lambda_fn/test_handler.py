@@ -87,35 +87,53 @@ def test_lambda_handler_bad_request_gets_status_and_message(load_handler, stub_r
 
 
 ENDPOINT_FAILURES = [
-    ("missing", 503, "not found"),
-    ("model-error", 502, "the model failed: CUDA exploded"),
-    ("rejects", 400, "the model rejected the image: truncated image"),
-    ("throttled", 429, "busy"),
-    ("unavailable", 503, "Service unavailable"),
-    ("slow", 504, "did not answer in time"),
+    ("missing", 503, "EndpointUnavailable", "the classifier is unavailable"),
+    ("model-error", 502, "ModelError", "the model failed to classify the image"),
+    ("rejects", 400, "ImageRejected", "the model rejected the image: truncated image"),
+    ("throttled", 429, "Throttled", "busy"),
+    ("unavailable", 503, "EndpointUnavailable", "unavailable"),
+    ("slow", 504, "EndpointTimeout", "did not answer in time"),
 ]
 
 
-@pytest.mark.parametrize(("endpoint", "status", "message"), ENDPOINT_FAILURES)
-def test_lambda_handler_endpoint_failure_gets_status(load_handler, endpoint, status, message):
+@pytest.mark.parametrize(("endpoint", "status", "code", "message"), ENDPOINT_FAILURES)
+def test_lambda_handler_endpoint_failure_gets_status(load_handler, caplog, endpoint, status,
+                                                     code, message):
     handler = load_handler(ENDPOINT_NAME=endpoint)
-    got_status, body = call(handler, {"image": b64(image_bytes())})
-    assert got_status == status, body
+    with caplog.at_level(logging.INFO):
+        got_status, body = call(handler, {"image": b64(image_bytes())})
+    assert (got_status, body["error"], body["request_id"]) == (status, code, "req-1"), body
     assert message in body["message"]
+    # AWS's own message stays in the log: it names accounts, roles and the model's internals.
+    for secret in ("123456789012", "CUDA", "Rate exceeded", "Service unavailable", "Traceback"):
+        assert secret not in json.dumps(body)
+    line = next(json.loads(r.getMessage()) for r in caplog.records
+                if "invocation" in r.getMessage())
+    assert line["status"] == status and line["error"] == code and line["detail"]
 
 
-def test_lambda_handler_unreachable_endpoint_gives_503(load_handler, monkeypatch):
+def test_lambda_handler_budget_fits_the_function_timeout(load_handler):
+    handler = load_handler(MAX_ATTEMPTS="2", CONNECT_TIMEOUT_SECONDS="2")
+    for timeout in (10, 30, 60):
+        attempts, connect, read = handler.call_budget(timeout)
+        worst = attempts * (connect + read) + sum(2 ** n for n in range(attempts - 1))
+        assert attempts == 2 and read >= 1 and worst <= timeout - max(1, timeout / 10)
+    assert handler.call_budget(30) == (2, 2, 11)
+    assert handler.call_budget(4)[0] == 1  # no room for a retry: one attempt gets it all
+
+
+def test_lambda_handler_unreachable_endpoint_gives_502(load_handler, monkeypatch):
     handler = load_handler(ENDPOINT_NAME="ok",
                            AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME="http://127.0.0.1:9")
     status, body = call(handler, {"image": b64(image_bytes())})
-    assert status == 503 and "cannot be reached" in body["message"]
+    assert status == 502 and "cannot be reached" in body["message"]
 
 
 def test_lambda_handler_without_endpoint_name_gives_503(load_handler, monkeypatch):
     monkeypatch.delenv("ENDPOINT_NAME", raising=False)
     handler = load_handler()
     status, body = call(handler, {"image": b64(image_bytes())})
-    assert status == 503 and "ENDPOINT_NAME" in body["message"]
+    assert status == 503 and body["message"] == "the classifier is not configured"
 
 
 @pytest.mark.parametrize(("label", "name"), [
