@@ -115,6 +115,8 @@ def test_train_sigterm_then_resume_continues_from_its_own_checkpoint(
     saved = _checkpoint(path)
     assert (saved["epoch"], saved["job_name"]) == (3, "train-spot")
     assert [record["epoch"] for record in saved["history"]] == [1, 2, 3]
+    # The fused optimizer, and it resumes fused (its state dict carries the setting).
+    assert saved["optimizer"]["param_groups"][0]["fused"] is True
     assert torch.load(tmp_path / "model" / "model.pth",
                       weights_only=True)["model_version"] == "train-spot"
 
