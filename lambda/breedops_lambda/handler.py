@@ -82,7 +82,8 @@ def runtime_client(function_timeout_s: float) -> Any:
         attempts, connect, read = call_budget(key)
         _CLIENTS[key] = boto3.client("sagemaker-runtime", config=Config(
             connect_timeout=connect, read_timeout=read,
-            retries={"max_attempts": attempts, "mode": "standard"},
+            # total_max_attempts counts the first try; botocore's max_attempts counts retries.
+            retries={"total_max_attempts": attempts, "mode": "standard"},
         ))
     return _CLIENTS[key]
 
