@@ -82,7 +82,8 @@ def _levels(send: Any, levels: Sequence[int], seconds: float, windows: int,
 
 def endpoint_throughput(arch: str = "resnet18", levels: Sequence[int] = CONCURRENCY_LEVELS,
                         seconds_per_level: float = 8.0, p99_bound_ms: float = P99_BOUND_MS,
-                        windows: int = 1, runtime: str = "onnxruntime") -> dict[str, Any]:
+                        windows: int = 1, runtime: str = "onnxruntime",
+                        models_dir: Path | None = None) -> dict[str, Any]:
     """Closed-loop load at each concurrency against a fresh local endpoint serving `arch`
     as packaged for `runtime`; `windows` runs of `seconds_per_level` per level, the best
     kept (`best_window`)."""
@@ -92,7 +93,7 @@ def endpoint_throughput(arch: str = "resnet18", levels: Sequence[int] = CONCURRE
     image = photo_jpeg()
     with tempfile.TemporaryDirectory(prefix="breedops-bench-rps-") as tmp, \
             local_services(Path(tmp)):
-        endpoint = deploy(arch, Path(tmp), runtime)
+        endpoint = deploy(arch, Path(tmp), runtime, models_dir)
         served = served_by(endpoint, image)
         send = endpoint_sender(endpoint, image, max_connections=max(levels))
         results = _levels(send, levels, seconds_per_level, windows, p99_bound_ms, arch)
@@ -109,7 +110,8 @@ REQUIRED_SPEEDUP = 1.5
 
 def runtime_throughput(architectures: Sequence[str], clients: int, seconds: float,
                        windows: int, p99_bound_ms: float = P99_BOUND_MS,
-                       runtimes: Sequence[str] = ("eager", "onnxruntime")) -> dict[str, Any]:
+                       runtimes: Sequence[str] = ("eager", "onnxruntime"),
+                       models_dir: Path | None = None) -> dict[str, Any]:
     """Requests/s of one endpoint instance (one worker, every core) per runtime, with
     `clients` closed-loop clients, for each architecture; ONNX Runtime's ratio to eager."""
     import torch
@@ -124,7 +126,7 @@ def runtime_throughput(architectures: Sequence[str], clients: int, seconds: floa
         for arch in architectures:
             figures[arch] = {}
             for runtime in runtimes:
-                endpoint = deploy(arch, Path(tmp), runtime)
+                endpoint = deploy(arch, Path(tmp), runtime, models_dir)
                 served = served_by(endpoint, image)
                 send = endpoint_sender(endpoint, image, max_connections=clients)
                 level, = _levels(send, (clients,), seconds, windows, p99_bound_ms,

@@ -129,13 +129,15 @@ def model_dir_for(arch: str, runtime: str, work_dir: Path) -> Path:
     return model_dir
 
 
-def deploy(arch: str, work_dir: Path, runtime: str = "eager") -> str:
-    """Package `arch` for `runtime` and register it as an endpoint; returns its name."""
+def deploy(arch: str, work_dir: Path, runtime: str = "eager",
+           models_dir: Path | None = None) -> str:
+    """Package `arch` for `runtime` (into `models_dir`, shared between sections, else
+    `work_dir`) and register it as an endpoint; returns its name."""
     import tarfile
 
     import boto3
 
-    model_dir = model_dir_for(arch, runtime, work_dir)
+    model_dir = model_dir_for(arch, runtime, models_dir or work_dir)
     archive = io.BytesIO()
     with tarfile.open(fileobj=archive, mode="w:gz") as tar:
         for path in sorted(model_dir.rglob("*")):
@@ -256,7 +258,7 @@ def measure_in_sequence(paths: dict[str, Any], requests: int,
 
 
 def bench_architecture(arch: str, work_dir: Path, image: bytes, requests: int,
-                       runtime: str = "eager") -> dict[str, Any]:
+                       runtime: str = "eager", models_dir: Path | None = None) -> dict[str, Any]:
     """Every path for one model served by `runtime`, innermost first, the same JPEG through
     each, at the same thread count as the endpoint's single worker."""
     import boto3
@@ -266,8 +268,8 @@ def bench_architecture(arch: str, work_dir: Path, image: bytes, requests: int,
     from breedops.serving import inference
 
     threads = torch.get_num_threads()
-    endpoint = deploy(arch, work_dir, runtime)
-    model_dir = model_dir_for(arch, runtime, work_dir)
+    endpoint = deploy(arch, work_dir, runtime, models_dir)
+    model_dir = model_dir_for(arch, runtime, models_dir or work_dir)
     model = inference.model_fn(str(model_dir))
     # The handler's own preprocessing of the same JPEG: the forward pass gets its tensor.
     batch = build_eval_transform(IMAGE_SIZE)(inference.input_fn(image, "image/jpeg")).unsqueeze(0)
@@ -308,7 +310,8 @@ def bench_architecture(arch: str, work_dir: Path, image: bytes, requests: int,
 
 
 def run_serving_benchmark(requests: int = 40, architectures: tuple[str, ...] = ARCHITECTURES,
-                          runtimes: tuple[str, ...] = RUNTIMES) -> dict[str, Any]:
+                          runtimes: tuple[str, ...] = RUNTIMES,
+                          models_dir: Path | None = None) -> dict[str, Any]:
     """Measure every architecture served by every runtime, one after the other, and check
     that no path is faster than one it contains (`breedops.bench.nesting`).
 
@@ -332,6 +335,6 @@ def run_serving_benchmark(requests: int = 40, architectures: tuple[str, ...] = A
             for runtime in runtimes:
                 logger.info("benchmarking %s (%s) at %d px", arch, runtime, IMAGE_SIZE)
                 results["architectures"][arch][runtime] = bench_architecture(
-                    arch, Path(tmp), image, requests, runtime)
+                    arch, Path(tmp), image, requests, runtime, models_dir)
     results["nesting"] = check_nesting(results["architectures"])
     return results
