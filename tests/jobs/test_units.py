@@ -107,3 +107,18 @@ def test_write_artifact_refuses_a_model_missing_from_s3(s3, tmp_path: Path) -> N
         write_artifact("local", s3, model_data_url="s3://bucket/jobs/j2/output/model.tar.gz",
                        training_job_name="j2", training_job_arn="arn:j2")
     assert read_artifact("local") == before
+
+
+def test_job_requests_are_built_without_importing_torch() -> None:
+    """The pipeline fingerprints its job requests on every run, a no-op one too: checking an
+    architecture's name must not cost torch's import (seconds)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from breedops.jobs.spec import HyperParameters, ParameterRanges\n"
+            "repr((HyperParameters(arch='resnet34'), ParameterRanges()))\n"
+            "print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120, check=True)
+    assert result.stdout.strip() == "[]"

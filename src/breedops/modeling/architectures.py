@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import torch
-from torch import nn
-from torchvision import models
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch is imported where a model is built: the names alone stay cheap
+    import torch
+    from torch import nn
 
 ARCHITECTURES = ("resnet18", "resnet34", "resnet50")
 
@@ -25,6 +27,9 @@ def build_model(arch: str, num_classes: int, pretrained: bool = False) -> nn.Mod
         )
     if num_classes < 2:
         raise ModelingError(f"a classifier needs at least 2 classes, got {num_classes}")
+    from torch import nn
+    from torchvision import models
+
     weights = models.get_model_weights(arch).DEFAULT if pretrained else None
     try:
         model = models.get_model(arch, weights=weights)
