@@ -38,6 +38,15 @@ resource "terraform_data" "leaf" {{
 output "base" {{
   value = terraform_data.base.output
 }}
+
+# An output of variables alone: a targeted apply never writes it (it depends on no target).
+variable "prefix" {{
+  default = "breedops"
+}}
+
+output "prefix" {{
+  value = var.prefix
+}}
 {reader_block if reader else ""}''')
     run(root, "init", "-input=false", "-no-color", capture=True)
     return root
@@ -66,6 +75,7 @@ def test_apply_deferring_returns_before_the_leaf_and_the_background_adds_it(root
     outputs, background = _apply_deferring(root, None, root / "apply.log", (LEAF,))
 
     assert outputs["base"] == "made"  # the outputs of the first round are there
+    assert outputs["prefix"] == "breedops"
     assert background is not None
     assert not (root / "leaf-done").exists()
     assert background.process.poll() is None
