@@ -6,7 +6,9 @@ the first apply returns without it, a background apply adds it, and the plan is 
 
 from __future__ import annotations
 
+import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -65,7 +67,7 @@ def plan_exit_code(root: Path) -> int:
     """0: nothing to change; 2: changes. `-lock-timeout=0s`: fails if the lock is still held."""
     return subprocess.run(["terraform", "plan", "-input=false", "-no-color", "-lock-timeout=0s",
                            "-detailed-exitcode"], cwd=root, capture_output=True,
-                          timeout=60).returncode
+                          timeout=60, check=False).returncode
 
 
 def test_apply_deferring_returns_before_the_leaf_and_the_background_adds_it(root):
@@ -111,16 +113,54 @@ def test_apply_deferring_without_deferrable_changes_applies_the_saved_plan(root)
     assert plan_exit_code(root) == 0
 
 
-def test_background_apply_stop_is_graceful_and_releases_the_lock(root):
+# The caller of a deferring apply, as `make apply` is: the test interrupts it with real signals.
+CALLER = """
+import sys
+from pathlib import Path
+from breedops.terraform import _apply_deferring
+root = Path(sys.argv[1])
+_, background = _apply_deferring(root, None, root / "apply.log", ("terraform_data.leaf",))
+print("deferred", flush=True)
+try:
+    background.wait()
+except KeyboardInterrupt as e:
+    print(f"interrupted: {e}", flush=True)
+    sys.exit(130)
+"""
+
+
+def interrupt_caller(root: Path, interrupts: int) -> tuple[int, str]:
+    """Run CALLER, send it `interrupts` SIGINTs once the background apply runs; (status, log)."""
+    caller = subprocess.Popen([sys.executable, "-c", CALLER, str(root)], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    assert caller.stdout.readline().strip().endswith("deferred")
+    time.sleep(1)  # the background apply is inside the leaf's provisioner
+    for _ in range(interrupts):
+        caller.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+    out, _ = caller.communicate(timeout=50)
+    return caller.returncode, out
+
+
+def test_one_interrupt_lets_the_background_apply_finish(root):
+    write_root(root, leaf_seconds=4)
+
+    status, out = interrupt_caller(root, interrupts=1)
+
+    assert status == 130, out
+    assert "finished what it had started" in out
+    assert (root / "leaf-done").exists()
+    assert plan_exit_code(root) == 0
+
+
+def test_two_interrupts_stop_the_background_apply_and_release_the_lock(root):
     write_root(root, leaf_seconds=40)
-    _, background = _apply_deferring(root, None, root / "apply.log", (LEAF,))
-    time.sleep(2)  # the background apply is inside the leaf's provisioner
-
     started = time.monotonic()
-    background.stop()
 
+    status, out = interrupt_caller(root, interrupts=2)
+
+    assert status == 130, out
     assert time.monotonic() - started < 30
-    assert background.process.returncode != 0
     assert not (root / "leaf-done").exists()
     # The lock is released and the state saved: a plan runs and wants only the leaf.
     assert plan_exit_code(root) == 2

@@ -391,9 +391,9 @@ def apply(options: PipelineOptions, out=sys.stdout) -> dict[str, Any]:
         outputs, timeline = run_stages(build_stages(options, pending), ledger,
                                        force=options.force, act_as=Principals().act_as)
         _finish_background(pending)
-    finally:  # a stage failed or was interrupted: stop the background apply cleanly
+    finally:  # a stage failed or was interrupted: Terraform still finishes what it started
         for background in pending:
-            background.stop()
+            background.finish()
     summary = make_summary(options, outputs, timeline, time.monotonic() - started)
     path = pipeline_dir(options.env) / SUMMARY_FILE
     path.write_text(json.dumps(summary, indent=2, default=str))

@@ -13,7 +13,6 @@ import logging
 import os
 import re
 import shutil
-import signal
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -22,7 +21,15 @@ from typing import Any
 
 from breedops.settings import artifacts_file, project_root, state_dir, terraform_env_dir
 from breedops.terraform.plan_summary import render, unapproved_protected_changes
-from breedops.terraform.runner import TerraformError, first_error, run, run_json, terraform_env
+from breedops.terraform.runner import (
+    TerraformError,
+    _interrupted,
+    _wait,
+    first_error,
+    run,
+    run_json,
+    terraform_env,
+)
 
 __all__ = [
     "BackgroundApply",
@@ -169,23 +176,14 @@ class BackgroundApply:
     def wait(self) -> None:
         """Wait for the apply; raise TerraformError if it failed.
 
-        An interrupt while waiting is forwarded as Terraform's graceful stop (SIGINT: it finishes
-        the calls in flight, saves its state, releases its lock), and the wait goes on.
+        Interrupts meanwhile count as for every Terraform run here (`runner._wait`): the first
+        lets it finish what it started, a second is its graceful stop, a third its immediate one.
         """
-        forwarded = False
-        while True:
-            try:
-                code = self.process.wait()
-                break
-            except KeyboardInterrupt:
-                if not forwarded:
-                    forwarded = True
-                    self._interrupt()
-                    log.warning("interrupt: waiting for the background terraform apply in %s to "
-                                "save its state", self.root.name)
-        if forwarded:
-            raise KeyboardInterrupt
-        if code != 0:
+        interrupts = _wait(self.process, "apply", self.root)
+        if interrupts:
+            raise _interrupted("apply", self.root, self.process.returncode, interrupts,
+                               self.log_file)
+        if self.process.returncode != 0:
             raise TerraformError(
                 f"the background terraform apply in {self.root.name} failed: "
                 f"{first_error(self.log_file.read_text(errors='replace'))} "
@@ -193,16 +191,14 @@ class BackgroundApply:
         log.info("background terraform apply in %s complete (full output: %s)",
                  self.root.name, self.log_file)
 
-    def stop(self) -> None:
-        """Stop it gracefully if it still runs, and wait for it to exit; never SIGKILL (a killed
-        Terraform leaves resources outside its state and a stale lock)."""
+    def finish(self) -> None:
+        """After a failure or an interrupt elsewhere: wait for it (never kill Terraform: that
+        leaves resources outside its state and its lock), whatever its outcome."""
         if self.process.poll() is None:
-            self._interrupt()
-        self.process.wait()
-
-    def _interrupt(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.process.pid, signal.SIGINT)
+            log.warning("waiting for the background terraform apply in %s to finish what it "
+                        "started (output: %s)", self.root.name, self.log_file)
+        with contextlib.suppress(TerraformError):
+            self.wait()
 
 
 def apply_deferring(env: str, log_file: Path,
