@@ -45,7 +45,12 @@ help:
 	@grep -E '^\.PHONY: [a-z-]+ +## ' $(MAKEFILE_LIST) | sed -E 's/^\.PHONY: ([a-z-]+) +## (.*)/  \1|\2/' | column -t -s '|'
 
 .PHONY: setup  ## create .venv and .venv-tools with the pinned dependencies (idempotent)
-setup: $(SETUP_STAMP) $(TOOLS_STAMP) $(TF_CLI_CONFIG)
+setup: venv $(TOOLS_STAMP)
+
+# What running the pipeline needs; the tools venv serves only lint, plan's review and the tests,
+# so a fresh clone's `make apply` does not wait for it.
+.PHONY: venv
+venv: $(SETUP_STAMP) $(TF_CLI_CONFIG)
 
 $(SETUP_STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "breedops needs Python >= 3.11; set PYTHON=python3.11 (or newer)")'
@@ -78,7 +83,7 @@ check-terraform:
 	 [ "$$(printf '%s\n%s\n' "$(TERRAFORM_MIN_VERSION)" "$$v" | sort -V | head -1)" = "$(TERRAFORM_MIN_VERSION)" ] || { echo "error: terraform $$v is too old; breedops needs >= $(TERRAFORM_MIN_VERSION)." >&2; exit 1; }
 
 .PHONY: up  ## start the local AWS emulator and local hosting in the background (ENV=local)
-up: setup
+up: venv
 	$(PY) -m breedops local up
 
 .PHONY: down  ## stop the local services; their state is kept for the next `make up`
@@ -86,15 +91,15 @@ down:
 	@if [ -x $(PY) ]; then $(PY) -m breedops local down; else echo "nothing to stop (no $(VENV))"; fi
 
 .PHONY: status  ## show whether the local services run, and where
-status: setup
+status: venv
 	$(PY) -m breedops local status
 
 .PHONY: lambda  ## build the reproducible Lambda zip (build/lambda.zip)
-lambda: setup
+lambda: venv
 	$(PY) -m breedops lambda build
 
 .PHONY: tf-apply  ## terraform apply of ENV's root alone (base, plus serving once an artifact exists)
-tf-apply: setup check-terraform lambda
+tf-apply: venv check-terraform lambda
 	$(PY) -m breedops terraform apply --env $(ENV)
 
 .PHONY: plan  ## terraform plan of ENV into plan.json and PLAN.md (PLAN_ARGS=--fail-on-protected)
@@ -102,12 +107,12 @@ plan: setup check-terraform lambda $(if $(filter local,$(ENV)),up)
 	$(PY) -m breedops terraform plan --env $(ENV) $(PLAN_ARGS)
 
 .PHONY: apply  ## run the whole pipeline: base, data, tuning, training, serving, smoke test
-apply: setup check-terraform lambda
+apply: venv check-terraform lambda
 	$(PY) -m breedops pipeline apply --env $(ENV) --dataset $(DATASET) --trials $(TRIALS) \
 	  --parallel-trials $(PARALLEL) $(if $(EPOCHS),--epochs $(EPOCHS))
 
 .PHONY: destroy  ## destroy serving and base resources (the data bucket stays unless FORCE=1)
-destroy: setup check-terraform
+destroy: venv check-terraform
 	$(PY) -m breedops terraform destroy --env $(ENV) $(if $(filter 1,$(FORCE)),--force)
 
 .PHONY: lint  ## ruff, terraform fmt/validate, checkov, the workflow linters, the IAM linter
