@@ -94,12 +94,14 @@ def tarball(members: dict[str, bytes]) -> bytes:
 
 
 def exited(pid: int) -> bool:
-    """The process is gone or a zombie (dead, not yet reaped)."""
+    """The process is gone, or dead and not yet reaped. A killed process's main thread turns
+    zombie before its other threads (torch's) have exited; only then can it be reaped."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+        threads = len(os.listdir(f"/proc/{pid}/task"))
     except FileNotFoundError:
         return True
-    return stat.rpartition(")")[2].split()[0] in ("Z", "X")
+    return state in ("Z", "X") and threads <= 1
 
 
 def wait_until(condition, seconds: float, what: str) -> None:
