@@ -184,6 +184,35 @@ def test_older_checkpoint_counts_as_a_mismatch(tiny_digits_dir: Path, tmp_path: 
     assert not (tmp_path / "m").exists()
 
 
+class _RunsOnUnpickle:
+    """Unpickling this calls `os.mkdir(path)`: a directory that appears proves code ran."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return os.mkdir, (str(self.path),)
+
+
+def test_checkpoint_with_a_malicious_pickle_is_refused_and_never_runs(tiny_digits_dir: Path,
+                                                                      tmp_path: Path) -> None:
+    # A checkpoint dir is shared storage (an S3 prefix): whoever can write it must not get code
+    # run by the next job that resumes from it.
+    proof = tmp_path / "code-ran"
+    path = tmp_path / "ckpt" / "trial-1" / CHECKPOINT_FILE
+    path.parent.mkdir(parents=True)
+    torch.save({"epoch": 1, "job_name": "trial-1", "payload": _RunsOnUnpickle(proof)}, path)
+    result = _train(_tiny(tiny_digits_dir, tmp_path / "m", "--epochs", "1", "--checkpoint-dir",
+                          str(tmp_path / "ckpt"), "--job-name", "trial-1"))
+    assert result.returncode == EXIT_USAGE, result.stdout + result.stderr
+    assert "cannot be loaded as tensors and plain data" in result.stdout
+    assert "resuming" not in result.stdout.lower() and not (tmp_path / "m").exists()
+    assert not proof.exists(), "loading the checkpoint ran the code in its pickle"
+    # The control: a full unpickle of the same file does run it.
+    torch.load(path, map_location="cpu", weights_only=False)
+    assert proof.is_dir()
+
+
 @pytest.mark.slow
 def test_sagemaker_default_checkpoint_dir_is_under_sagemaker_base_dir(
     tiny_digits_dir: Path, tmp_path: Path
