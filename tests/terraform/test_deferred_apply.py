@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from breedops.terraform import _apply_deferring
-from breedops.terraform.runner import run
+from breedops.terraform.runner import TerraformError, run
 
 pytestmark = pytest.mark.terraform
 
@@ -164,3 +164,13 @@ def test_two_interrupts_stop_the_background_apply_and_release_the_lock(root):
     assert not (root / "leaf-done").exists()
     # The lock is released and the state saved: a plan runs and wants only the leaf.
     assert plan_exit_code(root) == 2
+
+
+def test_apply_deferring_names_terraforms_error_when_the_plan_fails(root):
+    (root / "main.tf").write_text('output "x" {\n  value = terraform_data.missing.output\n}\n')
+    run(root, "init", "-input=false", "-no-color", capture=True)
+
+    with pytest.raises(TerraformError, match=r"terraform plan failed in .*Error: Reference to "
+                       r"undeclared resource.*full output: .*apply\.log"):
+        _apply_deferring(root, None, root / "apply.log", (LEAF,))
+    assert not (root / ".terraform" / "deferring.tfplan").exists()

@@ -222,16 +222,12 @@ def _apply_deferring(root: Path, env: str | None, log_file: Path,
                                                            BackgroundApply | None]:
     plan_file = root / ".terraform" / "deferring.tfplan"
     plan_file.parent.mkdir(parents=True, exist_ok=True)
-    stream = run(root, "plan", "-input=false", "-json", f"-out={plan_file}", env=env,
-                 capture=True).stdout
-    changes = planned_changes(stream)
-    now = [a for a in changes if not any(fnmatch.fnmatchcase(a, p) for p in deferrable)]
-    # A targeted apply writes only the outputs that depend on its targets: the others
-    # (name_prefix, code_prefix: variables only) come from the plan, where they are known.
-    planned = (run_json(root, "show", "-json", str(plan_file), env=env) or {}).get(
-        "planned_values", {}).get("outputs", {})
-    known = {name: value["value"] for name, value in planned.items() if "value" in value}
     try:
+        run(root, "plan", "-input=false", "-no-color", f"-out={plan_file}", env=env,
+            log_file=log_file)
+        document = run_json(root, "show", "-json", str(plan_file), env=env) or {}
+        changes = planned_changes(document)
+        now = [a for a in changes if not any(fnmatch.fnmatchcase(a, p) for p in deferrable)]
         if len(now) == len(changes):
             run(root, "apply", "-input=false", "-no-color", str(plan_file), env=env,
                 log_file=log_file)
@@ -248,29 +244,26 @@ def _apply_deferring(root: Path, env: str | None, log_file: Path,
     with background_log.open("w") as out:
         out.write("$ terraform apply -input=false -no-color -auto-approve\n")
         out.flush()
-        # Its own process group: the terminal's Ctrl-C reaches the caller, which forwards one.
+        # Its own process group, as every Terraform run here: interrupts reach it only as
+        # `BackgroundApply.wait` passes them on.
         process = subprocess.Popen(
             [*_terraform(), "apply", "-input=false", "-no-color", "-auto-approve"], cwd=root,
             env=terraform_env(env), stdin=subprocess.DEVNULL, stdout=out,
             stderr=subprocess.STDOUT, process_group=0)
+    # A targeted apply writes only the outputs that depend on its targets: the others
+    # (name_prefix, code_prefix: variables only) come from the plan, where they are known.
+    planned = document.get("planned_values", {}).get("outputs", {})
+    known = {name: value["value"] for name, value in planned.items() if "value" in value}
     applied = outputs_of(root, env)
     return ({**known, **{k: v for k, v in applied.items() if v is not None or k not in known}},
             BackgroundApply(root, process, background_log))
 
 
-def planned_changes(plan_json_lines: str) -> list[str]:
-    """Addresses of the resources a `terraform plan -json` stream plans to change."""
-    addresses = []
-    for line in plan_json_lines.splitlines():
-        try:
-            message = json.loads(line)
-        except ValueError:
-            continue
-        if message.get("type") == "planned_change":
-            change = message["change"]
-            if change.get("action") not in ("noop", "read"):
-                addresses.append(change["resource"]["addr"])
-    return addresses
+def planned_changes(plan: dict[str, Any]) -> list[str]:
+    """Addresses of the managed resources a plan (`terraform show -json`) changes."""
+    return [change["address"] for change in plan.get("resource_changes", [])
+            if change.get("mode") == "managed"
+            and set(change["change"]["actions"]) - {"no-op", "read"}]
 
 
 def _terraform() -> list[str]:
