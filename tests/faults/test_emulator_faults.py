@@ -276,6 +276,39 @@ def test_foreign_host_is_refused_and_loopback_names_are_served(state, services_t
     assert [b["Name"] for b in by_name["Buckets"]] == ["kept-bucket"]
 
 
+@pytest.mark.parametrize(("headers", "refused"), [
+    ({"Host": "127.0.0.1:5566"}, False),
+    ({"Host": "LOCALHOST:5566"}, False),
+    ({"Host": "localhost.:5566"}, False),
+    ({"Host": "[::1]:5566"}, False),
+    ({"Host": "127.9.9.9"}, False),
+    ({"Host": "build-box:5566"}, False),  # the address the service was told to bind
+    ({}, False),  # no Host at all: no browser sends that
+    ({"Host": "localhost.attacker.example:5566"}, True),
+    ({"Host": "127.0.0.1.nip.io:5566"}, True),
+    ({"Host": "attacker.example@127.0.0.1:5566"}, True),
+    ({"Host": "[::ffff:7f00:1]x"}, True),
+    ({"Host": "127.0.0.1", "Origin": "http://127.0.0.1:5566"}, False),
+    ({"Host": "127.0.0.1", "Origin": "http://localhost:5566"}, False),
+    ({"Host": "127.0.0.1", "Origin": "https://127.0.0.1:5566"}, True),
+    ({"Host": "127.0.0.1", "Origin": "http://127.0.0.1:5567"}, True),
+    ({"Host": "127.0.0.1", "Origin": "http://127.0.0.1"}, True),
+    ({"Host": "127.0.0.1", "Origin": "http://127.0.0.1:5566/path"}, True),
+    ({"Host": "127.0.0.1", "Origin": "null"}, True),
+    ({"Host": "127.0.0.1", "Sec-Fetch-Site": "none"}, False),
+    ({"Host": "127.0.0.1", "Sec-Fetch-Site": "same-origin"}, False),
+    ({"Host": "127.0.0.1", "Sec-Fetch-Site": "same-site"}, True),  # another port of localhost
+    ({"Host": "127.0.0.1", "Sec-Fetch-Site": "cross-site"}, True),
+])
+def test_front_door_decisions(headers, refused):
+    from breedops.local.front_door import refusal
+
+    lowered = {k.lower(): v for k, v in headers.items()}
+    decision = refusal(lambda name: lowered.get(name.lower()), 5566, "build-box")
+
+    assert (decision is not None) == refused, decision
+
+
 def test_local_hosting_refuses_cross_origin_and_foreign_host(tmp_path, monkeypatch,
                                                              services_to_stop):
     monkeypatch.setenv("BREEDOPS_STATE_DIR", str(tmp_path / "hosting-state"))
