@@ -7,6 +7,7 @@ the cited file again and compare it with what is committed: a figure that drifts
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -416,7 +417,21 @@ def _capacity_sentence(results: dict[str, Any], results_name: str, link: str) ->
             f"**{throughput['max_rps']} req/s** at {throughput['at_concurrency']} clients with "
             f"p99 <= {throughput['p99_bound_ms']:g} ms, so the formula gives "
             f"{throughput['max_rps']} x {throughput['safety_factor']} x 60 = "
-            f"**{throughput['recommended_target']}**.")
+            f"**{throughput['recommended_target']}**.{_default_sentence(throughput)}")
+
+
+def _default_sentence(throughput: dict[str, Any]) -> str:
+    """How the endpoint module's default target compares with the run's formula target."""
+    from breedops.settings import project_root
+
+    variables = project_root() / MODULE_README.parent / "variables.tf"
+    found = re.search(r"target_invocations_per_instance\s*=\s*optional\(number,\s*([\d.]+)\)",
+                      variables.read_text()) if variables.is_file() else None
+    if not found:
+        return ""
+    default = float(found.group(1))
+    return (f" The module's default, {default:g}, is {default / throughput['recommended_target']:.0%}"
+            " of it.")
 
 
 def render_autoscaling_block(results: dict[str, Any], results_name: str) -> str:
