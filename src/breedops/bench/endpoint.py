@@ -113,10 +113,12 @@ def runtime_throughput(architectures: Sequence[str], clients: int, seconds: floa
                        runtimes: Sequence[str] = ("eager", "onnxruntime"),
                        models_dir: Path | None = None) -> dict[str, Any]:
     """Requests/s of one endpoint instance (one worker, every core) per runtime, with
-    `clients` closed-loop clients, for each architecture; ONNX Runtime's ratio to eager."""
+    `clients` closed-loop clients, for each architecture; ONNX Runtime's ratio to eager.
+    Both runtimes' endpoints run side by side; their windows alternate."""
     import torch
 
     from breedops.bench.serving import IMAGE_SIZE, deploy, local_services, photo_jpeg
+    from breedops.load.generator import closed_loop
     from breedops.load.targets import endpoint_sender
 
     image = photo_jpeg()
@@ -125,17 +127,30 @@ def runtime_throughput(architectures: Sequence[str], clients: int, seconds: floa
             local_services(Path(tmp)):
         for arch in architectures:
             figures[arch] = {}
+            senders, served = {}, {}
             for runtime in runtimes:
                 endpoint = deploy(arch, Path(tmp), runtime, models_dir)
-                served = served_by(endpoint, image)
-                send = endpoint_sender(endpoint, image, max_connections=clients)
-                level, = _levels(send, (clients,), seconds, windows, p99_bound_ms,
-                                 f"{arch} ({runtime})")
+                served[runtime] = served_by(endpoint, image)
+                senders[runtime] = endpoint_sender(endpoint, image, max_connections=clients)
+                for _ in range(3):  # warm the loaded worker before measuring
+                    senders[runtime]()
+            # Windows alternate between the runtimes, so that a busy moment of the machine
+            # slows both alike instead of whichever ran then.
+            reports: dict[str, list[dict[str, Any]]] = {runtime: [] for runtime in runtimes}
+            for _ in range(windows):
+                for runtime in runtimes:
+                    reports[runtime].append(
+                        closed_loop(senders[runtime], clients, seconds).to_dict())
+            for runtime in runtimes:
+                level = best_window(reports[runtime], p99_bound_ms)
+                logger.info("%s (%s): %d client(s): %.1f req/s, p99 %.0f ms, %d error(s)",
+                            arch, runtime, clients, level["achieved_rps"],
+                            level["latency_ms"]["p99"], level["errors"])
                 figures[arch][runtime] = {"rps": level["achieved_rps"],
                                           "latency_ms": level["latency_ms"],
                                           "errors": level["errors"],
                                           "window_rps": level["window_rps"],
-                                          "served_by": served}
+                                          "served_by": served[runtime]}
             if {"eager", "onnxruntime"} <= set(runtimes):
                 eager, onnx = figures[arch]["eager"]["rps"], figures[arch]["onnxruntime"]["rps"]
                 ratio = round(onnx / eager, 2) if eager else None
@@ -145,4 +160,4 @@ def runtime_throughput(architectures: Sequence[str], clients: int, seconds: floa
     return {"image_size": IMAGE_SIZE, "instances": 1, "workers": 1,
             "threads": os.cpu_count() or 1, "torch_threads": torch.get_num_threads(),
             "clients": clients, "seconds_per_window": seconds, "windows": windows,
-            "required_speedup": REQUIRED_SPEEDUP, "architectures": figures}
+            "alternating": True, "required_speedup": REQUIRED_SPEEDUP, "architectures": figures}

@@ -291,7 +291,9 @@ def _runtime_lines(section: dict[str, Any] | None) -> list[str]:
         return [*lines, f"Not available: {error}"]
     lines += [(f"One endpoint instance (one worker, {section['threads']} threads), "
                f"{section['clients']} closed-loop clients, best of {section['windows']} windows "
-               f"of {section['seconds_per_window']:g} s; the artifact without `model.onnx` "
+               f"of {section['seconds_per_window']:g} s"
+               f"{', the runtimes alternating' if section.get('alternating') else ''}; "
+               "the artifact without `model.onnx` "
                "(eager) and with it (ONNX Runtime). `served by` is what the endpoint's "
                "response says."), "",
               "| arch | runtime | req/s | p50 ms | p99 ms | errors | served by |",
