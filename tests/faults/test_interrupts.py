@@ -44,7 +44,7 @@ from breedops.settings import DEFAULT_REGION
 T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parents[2]
-TRAIN_PER_CLASS, HELD_OUT_PER_CLASS = 30, 5
+TRAIN_PER_CLASS, HELD_OUT_PER_CLASS = 20, 4
 TRIALS, EPOCHS = 2, 1
 RUN_TIMEOUT = 420.0  # one `make apply` of the reduced pipeline, at most
 STOP_TIMEOUT = 120.0  # an interrupted or failing run, to exit
@@ -393,14 +393,17 @@ def project(tmp_path: Path) -> Project:
 
     root = make_sandbox(tmp_path / "project", lambda path: build_lambda_zip(target=path))
     shutil.copy(REPO / "Makefile", root / "Makefile")
-    shutil.copytree(REPO / "lambda", root / "lambda",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    # The code as it is now: the stages fingerprint their source, and a checkout edited while
+    # the test runs would make a rerun start its jobs afresh.
+    for folder in ("lambda", "src"):
+        shutil.copytree(REPO / folder, root / folder,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     dataset = small_digits(tmp_path / "digits-small", tmp_path / "digits-full")
     env = clean_environment(
         BREEDOPS_EMULATOR_PORT=str(free_port()), BREEDOPS_HOSTING_PORT=str(free_port()),
         AWS_CONFIG_FILE=str(tmp_path / "no-aws-config"),
         AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "no-aws-credentials"),
-        AWS_DEFAULT_REGION=DEFAULT_REGION)
+        AWS_DEFAULT_REGION=DEFAULT_REGION, PYTHONPATH=str(root / "src"))
     project = Project(root, dataset, env)
     try:
         yield project
@@ -439,6 +442,9 @@ def test_make_apply_survives_interrupts_and_emulator_kills(project: Project):
     before_kill = wait_for(uploading, "the data upload to start", timeout=RUN_TIMEOUT,
                            alive=run, output=output)
     project.kill_emulator()
+    images = sum(1 for p in project.dataset.rglob("*.png"))
+    uploaded = [k for k in before_kill["keys"] if k.startswith("data/")]
+    assert 0 < len(uploaded) < images, "the emulator was not killed in the middle of the upload"
     stop_run(run, output)
     assert run.returncode != 0
     project.up()
