@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -223,18 +224,27 @@ def _apply_deferring(root: Path, env: str | None, log_file: Path,
     plan_file = root / ".terraform" / "deferring.tfplan"
     plan_file.parent.mkdir(parents=True, exist_ok=True)
     try:
-        run(root, "plan", "-input=false", "-no-color", f"-out={plan_file}", env=env,
-            log_file=log_file)
-        document = run_json(root, "show", "-json", str(plan_file), env=env) or {}
-        changes = planned_changes(document)
+        try:
+            stream = run(root, "plan", "-input=false", "-json", f"-out={plan_file}", env=env,
+                         capture=True).stdout
+        except TerraformError:
+            # -json words errors as JSON lines: plan again for Terraform's own words.
+            run(root, "plan", "-input=false", "-no-color", env=env, log_file=log_file)
+            raise
+        changes = planned_changes(stream)
         now = [a for a in changes if not any(fnmatch.fnmatchcase(a, p) for p in deferrable)]
         if len(now) == len(changes):
             run(root, "apply", "-input=false", "-no-color", str(plan_file), env=env,
                 log_file=log_file)
             return outputs_of(root, env), None
-        if now:
-            run(root, "apply", "-input=false", "-no-color", "-auto-approve",
-                *(f"-target={a}" for a in now), env=env, log_file=log_file)
+        # A targeted apply writes only the outputs that depend on its targets: the others
+        # (name_prefix, code_prefix: variables only) are read from the plan meanwhile.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            planned = pool.submit(run_json, root, "show", "-json", str(plan_file), env=env)
+            if now:
+                run(root, "apply", "-input=false", "-no-color", "-auto-approve",
+                    *(f"-target={a}" for a in now), env=env, log_file=log_file)
+            document = planned.result() or {}
     finally:
         plan_file.unlink(missing_ok=True)
     deferred = [a for a in changes if a not in now]
@@ -250,20 +260,26 @@ def _apply_deferring(root: Path, env: str | None, log_file: Path,
             [*_terraform(), "apply", "-input=false", "-no-color", "-auto-approve"], cwd=root,
             env=terraform_env(env), stdin=subprocess.DEVNULL, stdout=out,
             stderr=subprocess.STDOUT, process_group=0)
-    # A targeted apply writes only the outputs that depend on its targets: the others
-    # (name_prefix, code_prefix: variables only) come from the plan, where they are known.
-    planned = document.get("planned_values", {}).get("outputs", {})
-    known = {name: value["value"] for name, value in planned.items() if "value" in value}
+    known = {name: value["value"] for name, value in
+             document.get("planned_values", {}).get("outputs", {}).items() if "value" in value}
     applied = outputs_of(root, env)
     return ({**known, **{k: v for k, v in applied.items() if v is not None or k not in known}},
             BackgroundApply(root, process, background_log))
 
 
-def planned_changes(plan: dict[str, Any]) -> list[str]:
-    """Addresses of the managed resources a plan (`terraform show -json`) changes."""
-    return [change["address"] for change in plan.get("resource_changes", [])
-            if change.get("mode") == "managed"
-            and set(change["change"]["actions"]) - {"no-op", "read"}]
+def planned_changes(plan_json_lines: str) -> list[str]:
+    """Addresses of the resources a `terraform plan -json` stream plans to change."""
+    addresses = []
+    for line in plan_json_lines.splitlines():
+        try:
+            message = json.loads(line)
+        except ValueError:
+            continue
+        change = message.get("change") or {}
+        if message.get("type") == "planned_change" and change.get("action") not in (
+                "noop", "read"):
+            addresses.append(change["resource"]["addr"])
+    return addresses
 
 
 def _terraform() -> list[str]:
