@@ -35,3 +35,19 @@ def make_sandbox(root: Path,
     if rc.is_file():  # the offline provider mirror, when this machine has one
         shutil.copy(rc, root / ".local" / "terraform.rc")
     return root
+
+
+def small_digits(target: Path, scratch: Path, train: int, held_out: int) -> Path:
+    """Real digits, fewer of them: the first images of each class in each split (rendered once
+    into `scratch`)."""
+    from breedops.data.prepare import render_digits
+
+    if not scratch.is_dir():
+        render_digits(scratch)
+    for split, keep in (("train", train), ("valid", held_out), ("test", held_out)):
+        for class_dir in sorted((scratch / split).iterdir()):
+            out = target / split / class_dir.name
+            out.mkdir(parents=True)
+            for image in sorted(class_dir.iterdir())[:keep]:
+                shutil.copy(image, out / image.name)
+    return target

@@ -29,7 +29,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 import boto3
 import psutil
 import pytest
-from sandbox import make_sandbox
+from sandbox import make_sandbox, small_digits
 
 from breedops.settings import DEFAULT_REGION
 
@@ -118,17 +118,25 @@ def slow_root(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def start_terraform_apply(root: Path) -> tuple[subprocess.Popen, Path]:
-    """`breedops terraform apply` in a process group of its own, as a shell starts a job."""
-    output = root / "apply.out"
-    env = clean_environment(BREEDOPS_ROOT=str(root),
+@pytest.fixture
+def slow_apply(slow_root: Path) -> Iterator[tuple[subprocess.Popen, Path]]:
+    """`breedops terraform apply` in a process group of its own, as a shell starts a job, once
+    Terraform creates resources; killed at the end if a test left it running."""
+    output = slow_root / "apply.out"
+    env = clean_environment(BREEDOPS_ROOT=str(slow_root),
                             AWS_ENDPOINT_URL="http://127.0.0.1:9")  # never called
     with output.open("w") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "breedops", "terraform", "apply", "--env", "local"],
-            cwd=root, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True)
-    return process, output
+            cwd=slow_root, env=env, stdin=subprocess.DEVNULL, stdout=out,
+            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for(lambda: "Creating..." in text(output), "Terraform to create a resource",
+                 timeout=60, alive=process, output=output)
+        yield process, output
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
 
 
 def check_stop(root: Path, process: subprocess.Popen, output: Path, created: int,
@@ -153,69 +161,34 @@ def check_stop(root: Path, process: subprocess.Popen, output: Path, created: int
     return said
 
 
-def started(output: Path, process: subprocess.Popen) -> None:
-    wait_for(lambda: "Creating..." in text(output), "Terraform to create a resource",
-             timeout=60, alive=process, output=output)
+def test_ctrl_c_during_terraform_apply_lets_it_finish_what_it_started(slow_root, slow_apply):
+    process, output = slow_apply
+    os.killpg(process.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
+    said = check_stop(slow_root, process, output, created=3,
+                      said_before="finished what it had started")
+    # Terraform was not asked to stop: it cancels calls in flight when it is.
+    assert "Interrupt received" not in said
 
 
-def test_ctrl_c_during_terraform_apply_lets_it_finish_what_it_started(slow_root: Path):
-    process, output = start_terraform_apply(slow_root)
-    try:
-        started(output, process)
-        os.killpg(process.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
-        said = check_stop(slow_root, process, output, created=3,
-                          said_before="finished what it had started")
-        # Terraform was not asked to stop: it cancels calls in flight when it is.
-        assert "Interrupt received" not in said
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
+def test_sigterm_to_the_command_alone_is_handled_as_ctrl_c(slow_root, slow_apply):
+    process, output = slow_apply
+    process.send_signal(signal.SIGTERM)  # a supervisor's stop, to the command alone
+    check_stop(slow_root, process, output, created=3,
+               said_before="finished what it had started")
 
 
-def test_sigterm_to_the_command_alone_is_handled_as_ctrl_c(slow_root: Path):
-    process, output = start_terraform_apply(slow_root)
-    try:
-        started(output, process)
-        process.send_signal(signal.SIGTERM)  # a supervisor's stop, to the command alone
-        check_stop(slow_root, process, output, created=3,
-                   said_before="finished what it had started")
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-
-
-def test_second_ctrl_c_is_terraforms_graceful_stop(slow_root: Path):
-    process, output = start_terraform_apply(slow_root)
-    try:
-        started(output, process)
-        os.killpg(process.pid, signal.SIGINT)
-        wait_for(lambda: "finishes what it started" in text(output), "the first interrupt",
-                 timeout=10)
-        os.killpg(process.pid, signal.SIGINT)
-        # Its provisioners were stopped: the resources in flight are tainted, in state.
-        said = check_stop(slow_root, process, output, created=3, said_before="was stopped")
-        assert "Interrupt received" in said
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
+def test_second_ctrl_c_is_terraforms_graceful_stop(slow_root, slow_apply):
+    process, output = slow_apply
+    os.killpg(process.pid, signal.SIGINT)
+    wait_for(lambda: "finishes what it started" in text(output), "the first interrupt",
+             timeout=10)
+    os.killpg(process.pid, signal.SIGINT)
+    # Its provisioners were stopped: the resources in flight are tainted, in state.
+    said = check_stop(slow_root, process, output, created=3, said_before="was stopped")
+    assert "Interrupt received" in said
 
 
 # -- the whole pipeline ---------------------------------------------------------------------------
-
-def small_digits(target: Path, scratch: Path) -> Path:
-    """Real digits, fewer of them: the first images of each class in each split."""
-    from breedops.data.prepare import render_digits
-
-    render_digits(scratch)
-    for split, keep in (("train", TRAIN_PER_CLASS), ("valid", HELD_OUT_PER_CLASS),
-                        ("test", HELD_OUT_PER_CLASS)):
-        for class_dir in sorted((scratch / split).iterdir()):
-            out = target / split / class_dir.name
-            out.mkdir(parents=True)
-            for image in sorted(class_dir.iterdir())[:keep]:
-                shutil.copy(image, out / image.name)
-    return target
-
 
 @dataclass
 class Project:
@@ -398,7 +371,8 @@ def project(tmp_path: Path) -> Project:
     for folder in ("lambda", "src"):
         shutil.copytree(REPO / folder, root / folder,
                         ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    dataset = small_digits(tmp_path / "digits-small", tmp_path / "digits-full")
+    dataset = small_digits(tmp_path / "digits-small", tmp_path / "digits-full",
+                           TRAIN_PER_CLASS, HELD_OUT_PER_CLASS)
     env = clean_environment(
         BREEDOPS_EMULATOR_PORT=str(free_port()), BREEDOPS_HOSTING_PORT=str(free_port()),
         AWS_CONFIG_FILE=str(tmp_path / "no-aws-config"),
@@ -412,15 +386,21 @@ def project(tmp_path: Path) -> Project:
                        timeout=120, check=False)
 
 
+def ctrl_c_while_terraform_creates(project: Project, stage: str) -> tuple[str, str]:
+    """A `make apply` interrupted once the Terraform apply of `stage` created a resource;
+    what the run printed, and Terraform's log."""
+    run, output = project.start_apply()
+    log = project.pipeline / "logs" / f"terraform-{stage}.log"
+    wait_for(lambda: "Creation complete after" in text(log),
+             f"the {stage} apply to create a resource", timeout=RUN_TIMEOUT, alive=run,
+             output=output)
+    return stop_run(run, output, signal.SIGINT), text(log)
+
+
 def test_make_apply_survives_interrupts_and_emulator_kills(project: Project):
     # (a) Ctrl-C while the base stage's Terraform creates resources.
-    run, output = project.start_apply()
-    base_log = project.pipeline / "logs" / "terraform-base.log"
-    wait_for(lambda: "Creation complete after" in text(base_log),
-             "the base apply to create a resource", timeout=RUN_TIMEOUT, alive=run,
-             output=output)
-    said = stop_run(run, output, signal.SIGINT)
-    assert "Apply complete!" in text(base_log), text(base_log)[-2000:]
+    said, base_log = ctrl_c_while_terraform_creates(project, "base")
+    assert "Apply complete!" in base_log, base_log[-2000:]
     assert "finished what it had started" in said, said[-3000:]
     assert "state is saved" in said and "Traceback" not in said, said[-3000:]
     check_state_matches_emulator(project)
@@ -476,12 +456,7 @@ def test_make_apply_survives_interrupts_and_emulator_kills(project: Project):
     check_kept(before_kill, acknowledged(project))
 
     # (d) the rerun waits on the same job; Ctrl-C during the serving stage's Terraform apply.
-    run, output = project.start_apply()
-    serving_log = project.pipeline / "logs" / "terraform-serving.log"
-    wait_for(lambda: "Creation complete after" in text(serving_log),
-             "the serving apply to create a resource", timeout=RUN_TIMEOUT, alive=run,
-             output=output)
-    said = stop_run(run, output, signal.SIGINT)
+    said, _ = ctrl_c_while_terraform_creates(project, "serving")
     assert f"training job {job}, submitted by an earlier run, is" in said, said[-3000:]
     assert "finished what it had started" in said, said[-3000:]
     check_state_matches_emulator(project)

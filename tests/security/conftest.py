@@ -21,7 +21,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ from typing import Any
 import boto3
 import pytest
 from ec2_instance import HYPERPARAMETERS, PROVIDER_TF, PYTHON_ACTIVATE, run_user_data
-from sandbox import make_sandbox
+from sandbox import make_sandbox, small_digits
 
 from breedops.settings import DEFAULT_REGION
 
@@ -82,22 +81,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                + [t for t in ours if t.get_closest_marker(CHANGES_THE_PIPELINE)])
     for slot, item in zip(slots, ordered, strict=True):
         items[slot] = item
-
-
-def small_digits(target: Path, scratch: Path, train: int = TRAIN_PER_CLASS,
-                 held_out: int = HELD_OUT_PER_CLASS) -> Path:
-    """Real digits, fewer of them: the first images of each class in each split."""
-    from breedops.data.prepare import render_digits
-
-    if not scratch.is_dir():
-        render_digits(scratch)
-    for split, keep in (("train", train), ("valid", held_out), ("test", held_out)):
-        for class_dir in sorted((scratch / split).iterdir()):
-            out = target / split / class_dir.name
-            out.mkdir(parents=True)
-            for image in sorted(class_dir.iterdir())[:keep]:
-                shutil.copy(image, out / image.name)
-    return target
 
 
 @dataclass
@@ -265,7 +248,8 @@ def applied_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Appli
     root = tmp_path_factory.mktemp("applied-pipeline")
     make_sandbox(root, lambda path: build_lambda_zip(target=path))
     scratch = tmp_path_factory.mktemp("digits")
-    dataset = small_digits(scratch / "digits-small", scratch / "digits-full")
+    dataset = small_digits(scratch / "digits-small", scratch / "digits-full",
+                           TRAIN_PER_CLASS, HELD_OUT_PER_CLASS)
     ec2_dataset = small_digits(scratch / "digits-ec2", scratch / "digits-full",
                                EC2_TRAIN_PER_CLASS, EC2_HELD_OUT_PER_CLASS)
     options = PipelineOptions(dataset=str(dataset), trials=TRIALS, parallel_trials=TRIALS,

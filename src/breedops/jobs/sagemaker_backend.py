@@ -15,7 +15,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -239,28 +239,18 @@ class SageMakerBackend:
         earlier run for the same request is waited on (or its result used) instead.
         """
         name = attach_or_submit("training", submitted, self._training_status,
-                                      lambda: self.submit_training(request))
+                                lambda: self.submit_training(request))
         with waiting_for("training", name, resumable=submitted is not None):
             self.wait_for_training(name)
         return self._result(name, request.hyperparameters)
 
     def _training_status(self, name: str) -> str | None:
-        try:
-            return self.sagemaker.describe_training_job(
-                TrainingJobName=name)["TrainingJobStatus"]
-        except ClientError as e:
-            if e.response["Error"]["Code"] in ("ValidationException", "ResourceNotFound"):
-                return None  # SageMaker's answer for a name it does not know
-            raise
+        return _status_or_none(lambda: self.sagemaker.describe_training_job(
+            TrainingJobName=name)["TrainingJobStatus"])
 
     def _tuning_status(self, name: str) -> str | None:
-        try:
-            return self.sagemaker.describe_hyper_parameter_tuning_job(
-                HyperParameterTuningJobName=name)["HyperParameterTuningJobStatus"]
-        except ClientError as e:
-            if e.response["Error"]["Code"] in ("ValidationException", "ResourceNotFound"):
-                return None
-            raise
+        return _status_or_none(lambda: self.sagemaker.describe_hyper_parameter_tuning_job(
+            HyperParameterTuningJobName=name)["HyperParameterTuningJobStatus"])
 
     def _result(self, job_name: str, hyperparameters: HyperParameters) -> TrainingResult:
         described = self.sagemaker.describe_training_job(TrainingJobName=job_name)
@@ -386,7 +376,7 @@ class SageMakerBackend:
         """Run a tuning job to the end; its best trial is the result. `submitted` as for
         `train`."""
         name = attach_or_submit("tuning", submitted, self._tuning_status,
-                                      lambda: self.submit_tuning(request))
+                                lambda: self.submit_tuning(request))
         with waiting_for("tuning", name, resumable=submitted is not None):
             self.wait_for_tuning(name)
         described = self.sagemaker.describe_hyper_parameter_tuning_job(
@@ -414,6 +404,16 @@ class SageMakerBackend:
         if not name:
             raise SageMakerJobError(f"tuning job {tuning_job_name} has no best training job")
         return name
+
+
+def _status_or_none(describe: Callable[[], str]) -> str | None:
+    """A job's status; None for a name SageMaker does not know (an emulator wiped since)."""
+    try:
+        return describe()
+    except ClientError as e:
+        if e.response["Error"]["Code"] in ("ValidationException", "ResourceNotFound"):
+            return None
+        raise
 
 
 def _metric_definitions() -> list:
