@@ -125,7 +125,9 @@ def run(
     if not capture and err:
         log.debug("terraform stderr: %s", err)
     if interrupts:
-        raise _interrupted(args[0], root, proc.returncode, interrupts, log_file)
+        detail = first_error(err + "\n" + out) if proc.returncode else ""
+        exit_ = f"exit {proc.returncode}" + (f": {detail}" if detail else "")
+        raise _interrupted(args[0], root, exit_, interrupts, log_file)
     if proc.returncode != 0:
         detail = first_error(err + "\n" + out)
         where = f" (full output: {log_file})" if log_file is not None else ""
@@ -166,22 +168,23 @@ def _wait(proc: subprocess.Popen, command: str, root: Path) -> int:
                 log.warning("terraform %s is stopping; waiting for it to exit", command)
 
 
-def _interrupted(command: str, root: Path, returncode: int, interrupts: int,
+def _interrupted(command: str, root: Path, exit_: str, interrupts: int,
                  log_file: Path | None) -> Interrupted:
+    """What an interrupt left: `exit_` is Terraform's exit code, with its error if it failed."""
     where = f"; its output: {log_file}" if log_file is not None else ""
     if interrupts == 1:
         return Interrupted(
-            f"terraform {command} in {_relative(root)} finished what it had started (exit "
-            f"{returncode}), then stopped: state is saved and its lock released; run `make "
+            f"terraform {command} in {_relative(root)} finished what it had started ({exit_}), "
+            f"then stopped: state is saved and its lock released; run `make "
             f"apply` again{where}")
     if interrupts == 2:
         return Interrupted(
-            f"terraform {command} in {_relative(root)} was stopped (exit {returncode}): state "
+            f"terraform {command} in {_relative(root)} was stopped ({exit_}): state "
             f"is saved and its lock released, but a resource it was creating may exist outside "
             f"the state; if `make apply` then fails on a resource that already exists, import "
             f"it (`terraform import`){where}")
     return Interrupted(
-        f"terraform {command} in {_relative(root)} was stopped at once (exit {returncode}): "
+        f"terraform {command} in {_relative(root)} was stopped at once ({exit_}): "
         f"resources it was creating may be missing from its state. Run `make plan` to see what "
         f"it will do; if it reports the state locked, `terraform force-unlock` it{where}")
 
