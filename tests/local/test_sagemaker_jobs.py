@@ -68,6 +68,7 @@ report("files", sorted(os.listdir(os.environ["SM_CHANNEL_TRAIN"])))
 report("access_key", os.environ["AWS_ACCESS_KEY_ID"])
 report("session_token", os.environ.get("AWS_SESSION_TOKEN"))
 report("identity", boto3.client("sts").get_caller_identity()["Arn"])
+report("openmp", [os.environ.get("OMP_NUM_THREADS"), os.environ.get("OMP_WAIT_POLICY")])
 for epoch in range(3):
     print(f"epoch={epoch}; loss={1.0 / (epoch + 1):.4f}; accuracy={0.5 + 0.1 * epoch:.2f};")
 with open(os.path.join(os.environ["SM_MODEL_DIR"], "weights.txt"), "w") as f:
@@ -461,6 +462,14 @@ def test_train_runs_script_with_execution_role_credentials(account, completed_jo
         "AWS_SESSION_TOKEN")
     assert found["identity"].startswith(
         f"arn:aws:sts::{ACCOUNT}:assumed-role/{account.role_name}/")
+
+
+def test_train_gives_the_script_its_share_of_cores_with_passive_waits(account, completed_job):
+    found = reports(completed_job["messages"])
+    threads, policy = found["openmp"]
+    assert int(threads) == max(1, os.cpu_count() or 1)  # one instance: every core of the host
+    # Cores shared with the emulator: a spinning OpenMP wait would starve the other thread.
+    assert policy == "PASSIVE"
 
 
 def test_stop_completed_job_is_validation_error(account, completed_job):
