@@ -8,6 +8,7 @@ fake credentials. Both make sure a developer's real AWS account is never reached
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 
 import pytest
@@ -15,6 +16,17 @@ import pytest
 from breedops.settings import DEFAULT_REGION
 
 FAKE_ACCOUNT_ID = "123456789012"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl-C means what it means at a terminal, for pytest and every process it starts.
+
+    A shell without job control (a CI runner, `cmd &` in a script) starts background commands
+    with SIGINT ignored, and children inherit an ignored signal: the interrupt tests would send
+    a Ctrl-C that nothing hears. A handled signal is reset to the default in a child instead.
+    """
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _fake_aws_environment(tmp_dir: str) -> dict[str, str]:
