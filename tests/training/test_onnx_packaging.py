@@ -137,6 +137,24 @@ def test_vendoring_failure_is_a_clear_packaging_error(tmp_path: Path, monkeypatc
         serving_runtime.vendor_runtime(tmp_path / "code")
 
 
+def test_without_a_package_index_the_model_ships_without_the_runtime(
+        trained, tiny_digits_dir: Path, tmp_path: Path, monkeypatch, caplog) -> None:
+    model_dir, _ = trained
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path / "empty-wheelhouse"))
+    (tmp_path / "empty-wheelhouse").mkdir()
+    target = tmp_path / "model"
+    packaging.write_model_dir(target, _eager(model_dir), arch="resnet18",
+                              classes=[str(i) for i in range(10)], image_size=IMAGE_SIZE,
+                              model_version="offline",
+                              gate_batches=_test_batches(tiny_digits_dir))
+    assert (target / "model.pth").is_file() and (target / onnx_export.ONNX_FILE).is_file()
+    assert (target / "code" / "inference.py").is_file()
+    assert not (target / "code" / serving_runtime.LIB_DIR).exists()
+    assert not (target / "code" / serving_runtime.REQUIREMENTS_FILE).exists()
+    assert "will serve model.pth eager" in caplog.text
+
+
 def test_training_labels_match_the_onnx_output_width(trained) -> None:
     model_dir, _ = trained
     labels = json.loads((model_dir / "labels.json").read_text())

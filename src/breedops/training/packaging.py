@@ -60,7 +60,7 @@ def write_model_dir(model_dir: Path, model: nn.Module, *, arch: str, classes: li
             report = onnx_export.export_gated(model, staging / onnx_export.ONNX_FILE,
                                               image_size, gate_batches, tolerance=tolerance)
             write_code_dir(staging / "code", serving_python=serving_python)
-        except (onnx_export.OnnxExportError, serving_runtime.VendoringError) as e:
+        except onnx_export.OnnxExportError as e:
             raise PackagingError(f"packaging {arch} failed: {e}") from e
         state_dict = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
         torch.save(
@@ -89,7 +89,16 @@ def write_code_dir(code_dir: Path, *,
     (code_dir / "breedops" / "__init__.py").write_text(CODE_PACKAGE_INIT)
     for source in sorted(MODELING_SOURCE.glob("*.py")):
         shutil.copy2(source, modeling_target / source.name)
-    serving_runtime.vendor_runtime(code_dir, python_version=serving_python)
+    try:
+        serving_runtime.vendor_runtime(code_dir, python_version=serving_python)
+    except serving_runtime.VendoringError as e:
+        # A trained model is never lost over a speed-up: without the wheels (a training
+        # instance with no package index) the artifact ships without them, and the endpoint's
+        # handler, finding no onnxruntime, serves model.pth eager and says so.
+        shutil.rmtree(code_dir / serving_runtime.LIB_DIR, ignore_errors=True)
+        (code_dir / serving_runtime.REQUIREMENTS_FILE).unlink(missing_ok=True)
+        LOG.warning("the serving runtime is not vendored, so endpoints with network isolation "
+                    "will serve model.pth eager: %s", e)
 
 
 def synthetic_batches(image_size: int) -> Iterator[torch.Tensor]:
