@@ -66,8 +66,8 @@ def test_train_runs_in_the_emulator_and_records_the_artifact(
     with _model_tar(digits_bucket, result.job_name) as tar:
         names = set(tar.getnames())
         saved = torch.load(io.BytesIO(tar.extractfile("model.pth").read()), weights_only=True)
-    assert {"model.pth", "labels.json", "code/inference.py",
-            "code/breedops/modeling/transforms.py"} <= names
+    assert {"model.pth", "labels.json", "model.onnx", "code/inference.py",
+            "code/breedops/modeling/transforms.py", "code/requirements.txt"} <= names
     assert saved["model_version"] == result.job_name and saved["num_classes"] == 10
 
     logged = "\n".join(_log_lines(result.job_name)["algo-1"])
@@ -143,6 +143,13 @@ def test_tune_runs_trials_that_keep_their_own_checkpoints(
     for name in names:
         assert not any("resuming" in line for lines in _log_lines(name).values()
                        for line in lines)
+        # A trial's model is compared, not served: eager only, no ONNX export or wheels.
+        with _model_tar(digits_bucket, name) as tar:
+            packaged = set(tar.getnames())
+        assert {"model.pth", "labels.json", "code/inference.py"} <= packaged
+        assert "model.onnx" not in packaged
+        assert not any(n.startswith("code/lib") or n == "code/requirements.txt"
+                       for n in packaged)
 
 
 def test_train_with_a_role_sagemaker_cannot_assume_is_refused(digits_bucket: str) -> None:

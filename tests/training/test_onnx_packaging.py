@@ -162,3 +162,31 @@ def test_training_labels_match_the_onnx_output_width(trained) -> None:
     (output,) = session.get_outputs()
     assert output.name == onnx_export.OUTPUT_NAME and output.shape[1] == len(labels)
     assert session.get_inputs()[0].shape[1:] == [3, IMAGE_SIZE, IMAGE_SIZE]
+
+
+def test_a_model_without_the_onnx_variant_serves_eager(trained, tmp_path: Path,
+                                                       monkeypatch) -> None:
+    """`--onnx false` (a tuning trial): no export, no gate, no wheels; the handler serves
+    model.pth eager and says so."""
+    from breedops.serving import inference
+    from breedops.training.train import build_parser
+
+    assert build_parser().parse_args(["--onnx", "false"]).onnx is False
+    assert build_parser().parse_args([]).onnx is True
+    model_dir, _ = trained
+
+    def no_export(*_args, **_kwargs):
+        raise AssertionError("an eager-only model must not be exported")
+
+    monkeypatch.setattr(onnx_export, "export_gated", no_export)
+    monkeypatch.setattr(serving_runtime, "vendor_runtime", no_export)
+    target = tmp_path / "model"
+    report = packaging.write_model_dir(target, _eager(model_dir), arch="resnet18",
+                                       classes=[str(i) for i in range(10)],
+                                       image_size=IMAGE_SIZE, model_version="trial",
+                                       onnx=False)
+    assert report is None
+    assert sorted(p.name for p in target.iterdir()) == ["code", "labels.json", "model.pth"]
+    assert sorted(p.name for p in (target / "code").iterdir()) == ["breedops", "inference.py"]
+    served = inference.model_fn(str(target))
+    assert served.runtime == inference.EAGER_RUNTIME

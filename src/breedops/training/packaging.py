@@ -4,6 +4,9 @@
 eager model) and `code/`: the handler, `breedops.modeling`, and the serving runtime's wheels with
 the `requirements.txt` that installs them offline. Everything is built in a staging folder and
 moved in only once the gate has passed, so a failure leaves no half-written model.
+
+Without the ONNX variant (`onnx=False`: a tuning trial, whose model is compared, not served)
+the directory is `model.pth`, `labels.json` and the handler's code, and serves eager.
 """
 
 from __future__ import annotations
@@ -42,24 +45,28 @@ def write_model_dir(model_dir: Path, model: nn.Module, *, arch: str, classes: li
                     image_size: int, model_version: str,
                     gate_batches: Iterable[torch.Tensor] | None = None,
                     tolerance: float = onnx_export.MAX_PROBABILITY_DELTA,
-                    serving_python: str = serving_runtime.ENDPOINT_PYTHON) -> GateReport:
-    """Write the model directory; return the ONNX gate's figures.
+                    serving_python: str = serving_runtime.ENDPOINT_PYTHON,
+                    onnx: bool = True) -> GateReport | None:
+    """Write the model directory; return the ONNX gate's figures (None with `onnx=False`).
 
     `gate_batches` are image tensors (N, 3, image_size, image_size) in the evaluation
     transform's form: the test split. Raises `PackagingError` with the figures when the ONNX
     export answers differently from the eager model, or when a step fails.
     """
     model = copy.deepcopy(model).float().cpu().eval()  # the trained model stays as it was
-    if gate_batches is None:
+    if onnx and gate_batches is None:
         LOG.warning("no test split given: the ONNX gate runs on %d synthetic images",
                     SYNTHETIC_GATE_BATCHES * SYNTHETIC_GATE_BATCH_SIZE)
         gate_batches = synthetic_batches(image_size)
     with tempfile.TemporaryDirectory(prefix="breedops-model-") as staging_name:
         staging = Path(staging_name)
+        report = None
         try:
-            report = onnx_export.export_gated(model, staging / onnx_export.ONNX_FILE,
-                                              image_size, gate_batches, tolerance=tolerance)
-            write_code_dir(staging / "code", serving_python=serving_python)
+            if onnx:
+                report = onnx_export.export_gated(model, staging / onnx_export.ONNX_FILE,
+                                                  image_size, gate_batches, tolerance=tolerance)
+            write_code_dir(staging / "code", serving_python=serving_python,
+                           vendor=onnx)
         except onnx_export.OnnxExportError as e:
             raise PackagingError(f"packaging {arch} failed: {e}") from e
         state_dict = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
@@ -78,9 +85,10 @@ def write_model_dir(model_dir: Path, model: nn.Module, *, arch: str, classes: li
     return report
 
 
-def write_code_dir(code_dir: Path, *,
-                   serving_python: str = serving_runtime.ENDPOINT_PYTHON) -> None:
-    """Copy the serving handler and the modeling package into `code/`, with the runtime."""
+def write_code_dir(code_dir: Path, *, serving_python: str = serving_runtime.ENDPOINT_PYTHON,
+                   vendor: bool = True) -> None:
+    """Copy the serving handler and the modeling package into `code/`, and with `vendor` the
+    serving runtime's wheels."""
     if not INFERENCE_SOURCE.is_file():
         raise FileNotFoundError(f"the serving handler is missing: {INFERENCE_SOURCE}")
     modeling_target = code_dir / "breedops" / "modeling"
@@ -89,6 +97,8 @@ def write_code_dir(code_dir: Path, *,
     (code_dir / "breedops" / "__init__.py").write_text(CODE_PACKAGE_INIT)
     for source in sorted(MODELING_SOURCE.glob("*.py")):
         shutil.copy2(source, modeling_target / source.name)
+    if not vendor:
+        return
     try:
         serving_runtime.vendor_runtime(code_dir, python_version=serving_python)
     except serving_runtime.VendoringError as e:

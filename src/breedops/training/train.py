@@ -133,6 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "fail (exit 2) or restart (start fresh, replacing it)")
     job.add_argument("--model-version", default=None,
                      help="the version the endpoint reports (default: the job name)")
+    job.add_argument("--onnx", type=str2bool, default=True,
+                     help="package model.onnx (gated against eager) and the ONNX Runtime wheels "
+                          "the endpoint serves it with; false: an eager-only model, for a tuning "
+                          "trial, whose model is compared, not served")
     return p
 
 
@@ -524,7 +528,8 @@ def run(cfg: Config) -> int:
             packaging.write_model_dir(cfg.model_dir, model, arch=args.arch, classes=classes,
                                       image_size=args.image_size,
                                       model_version=args.model_version,
-                                      gate_batches=packaging.image_batches(gate_loader))
+                                      gate_batches=packaging.image_batches(gate_loader),
+                                      onnx=args.onnx)
         except packaging.PackagingError as e:
             LOG.error("%s", e)
             distributed.teardown()
