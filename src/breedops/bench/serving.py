@@ -12,13 +12,13 @@ plus the Lambda package size, its cold initialisation and its Max Memory Used.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import json
 import logging
 import os
 import statistics
 import tempfile
-import threading
 import time
 import zipfile
 from collections.abc import Iterator
@@ -61,38 +61,47 @@ def photo_jpeg() -> bytes:
 
 @contextmanager
 def local_services(work_dir: Path) -> Iterator[str]:
-    """A private emulator plus local hosting; yields the hosting URL with the env pointing there."""
+    """A private emulator plus local hosting, each a process of its own as `make up` starts
+    them; yields the hosting URL with the env pointing there.
+
+    Hosting is not a thread of the benchmark: its request threads would share one interpreter
+    lock with the benchmark's clients, which on AWS are on another machine (measured: the bare
+    endpoint called from here then answered slower than the Lambda calling it).
+    """
     import boto3
 
     from breedops.local import emulator
     from breedops.local.credentials import SERVICE_TOKEN_VARIABLE
-    from breedops.serving.hosting import EndpointRegistry, HostingServer
 
+    services = work_dir / "services"
     service = emulator.emulator_service(port=emulator.free_port())
-    running = emulator.start_service(service, work_dir / "emulator")
+    running = emulator.start_service(service, services)
     secrets = emulator.emulator_credentials(service)
+    hosting = emulator.hosting_service(port=emulator.free_port(), emulator_url=running.url,
+                                       secrets=secrets)
+    assert hosting is not None
+    # Its model cache in the benchmark's folder, not the project's `.local`.
+    hosting = dataclasses.replace(hosting, env={**hosting.env,
+                                                "BREEDOPS_STATE_DIR": str(work_dir)})
     saved = dict(os.environ)
-    # The bench deploys as the emulator's admin; hosting (in process) acts as SageMaker.
-    os.environ.update({**secrets.admin_environment(), "AWS_DEFAULT_REGION": "us-east-1",
-                       "AWS_ENDPOINT_URL": running.url,
-                       SERVICE_TOKEN_VARIABLE: secrets.service_token})
-    os.environ.pop("AWS_SESSION_TOKEN", None)
-    # boto3's default session keeps the credentials it first resolved: each emulator has its
-    # own, so every set of services starts (and leaves) with a fresh session.
-    boto3.DEFAULT_SESSION = None
-    server = HostingServer(("127.0.0.1", 0), registry=EndpointRegistry(work_dir / "hosting"))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}"
-    os.environ["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"] = url
     try:
-        yield url
+        emulator.start_service(hosting, services)
+        # The bench deploys as the emulator's admin; hosting acts as SageMaker.
+        os.environ.update({**secrets.admin_environment(), "AWS_DEFAULT_REGION": "us-east-1",
+                           "AWS_ENDPOINT_URL": running.url,
+                           "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": hosting.url,
+                           SERVICE_TOKEN_VARIABLE: secrets.service_token})
+        os.environ.pop("AWS_SESSION_TOKEN", None)
+        # boto3's default session keeps the credentials it first resolved: each emulator has
+        # its own, so every set of services starts (and leaves) with a fresh session.
+        boto3.DEFAULT_SESSION = None
+        yield hosting.url
     finally:
-        server.shutdown()
-        server.server_close()
         os.environ.clear()
         os.environ.update(saved)
         boto3.DEFAULT_SESSION = None
-        emulator.stop_service(service, work_dir / "emulator")
+        emulator.stop_service(hosting, services)
+        emulator.stop_service(service, services)
 
 
 RUNTIMES = ("eager", "onnxruntime")
