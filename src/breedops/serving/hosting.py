@@ -61,6 +61,8 @@ RESOLVE_TTL_SECONDS = float(os.environ.get("BREEDOPS_HOSTING_TTL_SECONDS", "2.0"
 MAX_WORKERS = int(os.environ.get("BREEDOPS_HOSTING_MAX_WORKERS", "8"))
 # How often the served process looks for new InService endpoints to load ahead of requests.
 PRELOAD_SECONDS = float(os.environ.get("BREEDOPS_HOSTING_PRELOAD_SECONDS", "5"))
+# How long preloading leaves an endpoint that failed to load (a request still tries it).
+PRELOAD_RETRY_SECONDS = 60.0
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # InvokeEndpoint's request limit
 # SageMaker gives a real-time endpoint's container 60 s to answer an invocation (queueing
 # included); then the runtime answers ModelError with TIMEOUT_MESSAGE and the worker is replaced.
@@ -517,23 +519,28 @@ class EndpointRegistry:
         before it reports InService; runs (in a daemon thread) until `close`."""
         from botocore.exceptions import BotoCoreError, ClientError
 
-        failures: dict[str, str] = {}
+        failures: dict[str, tuple[str, float]] = {}  # name -> (error, when)
         while not self._closed.is_set():
             try:
+                # Newest first (AWS's default order; moto's is the reverse): an endpoint just
+                # created never waits behind older ones, as each has its own instances on AWS.
                 pages = self._client("sagemaker").get_paginator("list_endpoints").paginate(
-                    StatusEquals="InService")
+                    StatusEquals="InService", SortBy="CreationTime", SortOrder="Descending")
                 names = [e["EndpointName"] for page in pages for e in page["Endpoints"]]
             except (BotoCoreError, ClientError) as e:  # the emulator is not up (yet)
                 logger.debug("cannot list endpoints: %s", e)
                 names = []
             for name in names:
+                failed = failures.get(name)
+                if failed and time.monotonic() - failed[1] < PRELOAD_RETRY_SECONDS:
+                    continue  # each try starts a worker that may fail the same way again
                 try:
                     self.pool_for(name)
                     failures.pop(name, None)
                 except HostingError as e:  # e.g. the execution role cannot read the model
-                    if failures.get(name) != str(e):  # said once, not every round
+                    if not failed or failed[0] != str(e):  # said once, not every round
                         logger.warning("endpoint %s cannot be loaded: %s", name, e)
-                    failures[name] = str(e)
+                    failures[name] = (str(e), time.monotonic())
                 except (RuntimeApiError, BotoCoreError, ClientError) as e:
                     logger.debug("cannot preload endpoint %s: %s", name, e)  # a request says why
             self._closed.wait(interval_seconds)
