@@ -175,6 +175,28 @@ def test_tampered_signature_and_tampered_body_are_invalid_signatures(account):
     assert authorization.authorize(swapped)["error"]["code"] == "InvalidSignatureException"
 
 
+def _without(request: dict, name: str) -> dict:
+    return {**request, "headers": {k: v for k, v in request["headers"].items()
+                                   if k.lower() != name.lower()}}
+
+
+@pytest.mark.parametrize("header", ["Content-Type", "Host", "X-Amz-Date"])
+def test_a_signed_header_missing_from_the_request_is_refused(account, header):
+    answer = authorization.authorize(_without(captured_request(account.caller), header))
+    assert not answer["allowed"]
+    if header == "X-Amz-Date":  # needed before the signature is computed
+        assert answer["error"]["code"] == "IncompleteSignatureException"
+    else:
+        assert answer["error"]["code"] == "InvalidSignatureException"
+        assert answer["error"]["message"].startswith("The request signature we calculated")
+
+
+def test_a_temporary_key_without_its_session_token_is_an_unrecognized_client(account):
+    answer = authorization.authorize(_without(captured_request(account.caller),
+                                              "X-Amz-Security-Token"))
+    assert answer["error"]["code"] == "UnrecognizedClientException"
+
+
 def test_body_hash_stands_in_for_the_body(account):
     signed = captured_request(account.caller, body=b"x" * 100_000)
     digest = hashlib.sha256(b"x" * 100_000).hexdigest()

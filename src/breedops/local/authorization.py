@@ -214,6 +214,10 @@ def _check(payload: dict[str, Any], action: str, resource: str) -> str:
     request._action = action  # the action as IAM names it, whatever service signed
     principal = request._access_key.arn
     _check_session_current(request, principal)
+    # A header the signature covers but the request lacks cannot match (botocore's signer
+    # would fail on a missing Host instead of answering).
+    if any(name not in headers for name in fields["SignedHeaders"].split(";")):
+        raise Denial("InvalidSignatureException", SIGNATURE_MISMATCH, principal=principal)
     request.check_signature()
     request.check_action_permitted(resource)
     return principal
