@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from serving.conftest import build_model_dir, register_endpoint, tar_model_dir
+from hosted_model import build_model_dir, register_endpoint, tar_model_dir
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,8 @@ def load_deployment(aws_emulator, tmp_path_factory) -> Iterator[LoadDeployment]:
     """Upload the serving tests' tiny model, create an endpoint, serve it on a free port."""
     import boto3
 
-    from breedops.serving.hosting import EndpointRegistry, HostingServer
+    from breedops.local.hosting.registry import EndpointRegistry
+    from breedops.local.hosting.server import HostingServer
 
     suffix = uuid.uuid4().hex[:8]
     bucket, name = f"load-{suffix}", f"load-{suffix}"

@@ -1,4 +1,5 @@
-"""Fixtures for serving tests: a tiny real model, its tarball, an endpoint and local hosting.
+"""A tiny real model, its tarball, an endpoint in the emulator and local hosting serving it:
+fixtures for every test area (a plugin of tests/conftest.py) and helpers to import.
 
 The model is a resnet18 with random weights at 32 px: small enough to load in a second, real
 enough that the handler, the workers and the clients run exactly the deployed code.
@@ -19,6 +20,15 @@ import pytest
 LABELS = ["001.Affenpinscher", "002.Afghan_hound", "003.Airedale_terrier", "004.Akita",
           "005.Alaskan_malamute"]
 IMAGE_SIZE = 32
+
+
+def image_bytes(mode: str = "RGB", fmt: str = "JPEG", size: tuple[int, int] = (40, 32)) -> bytes:
+    """A blank image of `mode`, encoded as `fmt`."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new(mode, size).save(buffer, fmt)
+    return buffer.getvalue()
 
 
 def build_model_dir(target: Path, model_version: str = "test-1") -> Path:
@@ -100,7 +110,8 @@ def deployment(aws_emulator, model_tarball: bytes,
     """Upload the tiny model, create its endpoint, and run local hosting on a free port."""
     import boto3
 
-    from breedops.serving.hosting import EndpointRegistry, HostingServer
+    from breedops.local.hosting.registry import EndpointRegistry
+    from breedops.local.hosting.server import HostingServer
 
     bucket = f"serving-{uuid.uuid4().hex[:8]}"
     s3 = boto3.client("s3")

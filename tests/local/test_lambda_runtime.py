@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from breedops.serving.lambda_runner import FunctionSpec, LambdaRunner, LambdaRunnerError
+from breedops.local.lambda_runner import FunctionSpec, LambdaRunner, LambdaRunnerError
 
 FUNCTIONS = '''
 import time
