@@ -168,8 +168,8 @@ class EndpointRegistry:
             self._closed.wait(interval_seconds)
 
     def _client(self, service: str) -> Any:
-        """boto3 clients, made at first use: `breedops local up` starts hosting before it
-        writes `.local/env`, so the emulator's variables may only be readable from there."""
+        """boto3 clients, made at first use: a hosting started on its own (`breedops serve`)
+        finds the emulator's variables in `.local/env` only once `make up` has written it."""
         with self._clients_lock:
             if service not in self._clients:
                 import boto3
