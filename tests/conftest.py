@@ -2,7 +2,8 @@
 
 `aws_emulator` gives the session one private emulator (a free port, a temporary state dir) and
 points the standard AWS variables at it; `aws_credentials` gives in-process `mock_aws()` tests
-fake credentials. Both make sure a developer's real AWS account is never reached.
+fake credentials. Both make sure a developer's real AWS account is never reached. The plugin
+`hosted_model` adds a tiny model served by local hosting (`deployment`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pytest
 from breedops.settings import DEFAULT_REGION
 
 FAKE_ACCOUNT_ID = "123456789012"
+pytest_plugins = ["hosted_model"]
 
 
 def pytest_configure(config: pytest.Config) -> None:

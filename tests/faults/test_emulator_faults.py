@@ -313,8 +313,6 @@ def test_local_hosting_refuses_cross_origin_and_foreign_host(tmp_path, monkeypat
                                                              services_to_stop):
     monkeypatch.setenv("BREEDOPS_STATE_DIR", str(tmp_path / "hosting-state"))
     hosting = emulator.hosting_service(port=free_port())
-    if hosting is None:
-        pytest.skip("local hosting is not installed")
     state = tmp_path / "hosting-state"
     services_to_stop.append(hosting)
     start_service(dataclasses.replace(hosting, startup_timeout_seconds=STARTUP_TIMEOUT_SECONDS),
@@ -374,7 +372,7 @@ def service_processes(*ports: int) -> list[psutil.Process]:
         if process.info["status"] == psutil.STATUS_ZOMBIE or "strace" in cmdline[:1]:
             continue
         module = next((a for a in cmdline if a.startswith("breedops.")), None)
-        if module in ("breedops.local.server", "breedops.serving.hosting") and any(
+        if module in ("breedops.local.server", "breedops.local.hosting.server") and any(
                 str(p) in cmdline for p in ports):
             found.append(process)
     return found

@@ -32,14 +32,11 @@ import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from serving.conftest import execution_role, register_endpoint, tar_model_dir
+from hosted_model import execution_role, register_endpoint, tar_model_dir
 
-from breedops.serving.hosting import (
-    TIMEOUT_MESSAGE,
-    EndpointRegistry,
-    HostingServer,
-    build_server,
-)
+from breedops.local.hosting.registry import EndpointRegistry
+from breedops.local.hosting.server import HostingServer, build_server
+from breedops.local.hosting.workers import TIMEOUT_MESSAGE
 
 INVOCATION_TIMEOUT = 4.0  # SageMaker's is 60 s
 REQUEST_TIMEOUT = 1.5  # hosting's default is 20 s
@@ -342,7 +339,7 @@ def test_worker_that_cannot_restart_is_retried_until_it_does(container, caplog):
     pid = json.loads(body)["pid"]
     flag = container.model_dir / "fail-load"
     flag.touch()
-    with caplog.at_level(logging.ERROR, logger="breedops.serving.hosting"):
+    with caplog.at_level(logging.ERROR, logger="breedops.local.hosting"):
         os.kill(pid, signal.SIGKILL)
         wait_until(lambda: exited(pid), 10, "the worker died")
         # Nothing can serve while no worker loads: the request times out, as SageMaker's would.

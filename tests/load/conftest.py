@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from serving.conftest import build_model_dir, register_endpoint, tar_model_dir
+from hosted_model import build_model_dir, local_hosting, register_endpoint, tar_model_dir
 
 
 @dataclass(frozen=True)
@@ -22,8 +21,6 @@ def load_deployment(aws_emulator, tmp_path_factory) -> Iterator[LoadDeployment]:
     """Upload the serving tests' tiny model, create an endpoint, serve it on a free port."""
     import boto3
 
-    from breedops.serving.hosting import EndpointRegistry, HostingServer
-
     suffix = uuid.uuid4().hex[:8]
     bucket, name = f"load-{suffix}", f"load-{suffix}"
     key = "jobs/tiny/output/model.tar.gz"
@@ -34,15 +31,5 @@ def load_deployment(aws_emulator, tmp_path_factory) -> Iterator[LoadDeployment]:
     sagemaker = boto3.client("sagemaker")
     register_endpoint(sagemaker, bucket, key, name)
     sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=name)
-    server = HostingServer(("127.0.0.1", 0),
-                           registry=EndpointRegistry(tmp_path_factory.mktemp("load-hosting")))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{server.server_address[1]}"
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", url)
-        try:
-            yield LoadDeployment(endpoint_name=name, hosting_url=url)
-        finally:
-            server.shutdown()
-            server.server_close()
+    with local_hosting(tmp_path_factory.mktemp("load-hosting")) as (_, url):
+        yield LoadDeployment(endpoint_name=name, hosting_url=url)

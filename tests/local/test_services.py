@@ -130,8 +130,9 @@ def test_start_service_that_exits_raises_with_its_log(state):
 
 def test_up_writes_env_file_and_down_stops(state, monkeypatch):
     monkeypatch.setenv("BREEDOPS_EMULATOR_PORT", str(free_port()))
-    monkeypatch.setenv("BREEDOPS_HOSTING_PORT", "5999")
-    monkeypatch.setattr(emulator, "hosting_service", lambda **kwargs: None)
+    hosting_port = free_port()
+    monkeypatch.setenv("BREEDOPS_HOSTING_PORT", str(hosting_port))
+    monkeypatch.setenv("BREEDOPS_STATE_DIR", str(state))  # hosting's model cache
     try:
         started = emulator.up(state)
         env = (state / "env").read_text()
@@ -152,11 +153,11 @@ def test_up_writes_env_file_and_down_stops(state, monkeypatch):
     # the service token stays out of it.
     assert caller["Arn"] == "arn:aws:iam::123456789012:user/breedops-admin"
     assert "SERVICE_TOKEN" not in env
-    assert [s.name for s in started] == ["emulator"]
+    assert [s.name for s in started] == ["emulator", "hosting"]
     assert f"export AWS_ENDPOINT_URL={started[0].url}\n" in env
-    assert "export AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME=http://127.0.0.1:5999\n" in env
+    assert f"export AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME=http://127.0.0.1:{hosting_port}\n" in env
     assert "export AWS_REGION=us-east-1\n" in env
-    assert stopped == ["emulator"]
+    assert stopped == ["hosting", "emulator"]
     assert not any(s.running for s in emulator.status(state))
 
 

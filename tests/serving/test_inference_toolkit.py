@@ -125,7 +125,7 @@ def toolkit_answers(packaged_model: Path) -> dict[str, dict]:
 @pytest.fixture(scope="module")
 def hosting_url(packaged_model: Path):
     """Local hosting serving the same extracted model on the container contract."""
-    from breedops.serving.hosting import build_server
+    from breedops.local.hosting.server import build_server
 
     server = build_server("127.0.0.1", 0, model_dir=packaged_model)
     threading.Thread(target=server.serve_forever, daemon=True).start()

@@ -17,11 +17,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from hosted_model import LABELS
 from PIL import Image
 
 from breedops.serving import inference
-
-from .conftest import LABELS
 
 
 def png_bytes(color: tuple[int, int, int] = (30, 160, 90)) -> bytes:

@@ -20,7 +20,6 @@ import os
 import statistics
 import tempfile
 import time
-import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -79,7 +78,6 @@ def local_services(work_dir: Path) -> Iterator[str]:
     secrets = emulator.emulator_credentials(service)
     hosting = emulator.hosting_service(port=emulator.free_port(), emulator_url=running.url,
                                        secrets=secrets)
-    assert hosting is not None
     # Its model cache in the benchmark's folder, not the project's `.local`.
     hosting = dataclasses.replace(hosting, env={**hosting.env,
                                                 "BREEDOPS_STATE_DIR": str(work_dir)})
@@ -207,15 +205,13 @@ def _execution_role(bucket: str) -> str:
 @contextmanager
 def lambda_runner_for(endpoint: str, work_dir: Path) -> Iterator[tuple[Any, int]]:
     """A runner for the built Lambda package, calling `endpoint`; yields it and the zip size."""
+    from breedops.local.lambda_runner import FunctionSpec, LambdaRunner
     from breedops.serving.lambda_package import build_lambda_zip, lambda_source_dir
-    from breedops.serving.lambda_runner import FunctionSpec, LambdaRunner
 
     zip_path = build_lambda_zip(source=lambda_source_dir(), target=work_dir / "lambda.zip")
-    code_dir = work_dir / f"lambda-{endpoint}"
-    with zipfile.ZipFile(zip_path) as archive:
-        archive.extractall(code_dir)
-    runner = LambdaRunner(FunctionSpec(name=endpoint, code_dir=code_dir, memory_mb=256,
-                                       environment={"ENDPOINT_NAME": endpoint, "TOP_K": "3"}))
+    runner = LambdaRunner(FunctionSpec.from_zip(
+        endpoint, zip_path, work_dir / "lambda", memory_mb=256,
+        environment={"ENDPOINT_NAME": endpoint, "TOP_K": "3"}))
     try:
         yield runner, zip_path.stat().st_size
     finally:

@@ -1,14 +1,13 @@
 """The local services behind `breedops local up|down|status`: the emulator and local hosting.
 
-The emulator (moto server, our extensions, a persistent journal) is always started; the local
-SageMaker hosting server is started too when `breedops.serving.hosting` is installed. `up` writes
-`.local/env` with the standard AWS variables that point every client at them.
+The emulator (moto server, our extensions, a persistent journal) and local SageMaker hosting
+(`local.hosting`), each a process of its own. `up` writes `.local/env` with the standard AWS
+variables that point every client at them.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import logging
 import os
 import sys
@@ -17,6 +16,7 @@ from pathlib import Path
 from breedops.errors import ConfigurationError
 from breedops.local import credentials
 from breedops.local.env_file import ENV_FILE_NAME
+from breedops.local.hosting import server as hosting_server
 from breedops.local.journal import HEALTH_PATH
 from breedops.local.services import (
     Service,
@@ -51,7 +51,6 @@ EMULATOR_PORT_VARIABLE = "BREEDOPS_EMULATOR_PORT"
 HOSTING_PORT_VARIABLE = "BREEDOPS_HOSTING_PORT"
 DEFAULT_EMULATOR_PORT = 5566
 DEFAULT_HOSTING_PORT = 5567
-HOSTING_MODULE = "breedops.serving.hosting"
 # Held by `up` and `down` for their whole run: the services, the credentials they are given and
 # `.local/env` change together, so a concurrent `up` finds everything started, and a `down`
 # racing an `up` stops what the `up` started.
@@ -90,19 +89,15 @@ def emulator_credentials(service: Service) -> credentials.EmulatorCredentials:
 
 
 def hosting_service(port: int | None = None, emulator_url: str | None = None,
-                    secrets: credentials.EmulatorCredentials | None = None) -> Service | None:
-    """Local SageMaker hosting, or None while its module does not exist.
+                    secrets: credentials.EmulatorCredentials | None = None) -> Service:
+    """Local SageMaker hosting.
 
     With `emulator_url`, hosting is given that emulator's variables explicitly, so it never
     resolves endpoints against whatever emulator the caller's environment points at; with
     `secrets`, it acts as SageMaker with the admin's key and the service token.
     """
-    if importlib.util.find_spec(HOSTING_MODULE.rsplit(".", 1)[0]) is None or (
-        importlib.util.find_spec(HOSTING_MODULE) is None
-    ):
-        return None
     port = port or _port_from_environment(HOSTING_PORT_VARIABLE, DEFAULT_HOSTING_PORT)
-    argv = [sys.executable, "-m", HOSTING_MODULE, "--host", "127.0.0.1", "--port", str(port)]
+    argv = [sys.executable, "-m", hosting_server.__name__, "--host", "127.0.0.1", "--port", str(port)]
     env = {}
     if emulator_url and secrets:
         env = {**environment(emulator_url, f"http://127.0.0.1:{port}", secrets),
@@ -114,9 +109,6 @@ def services(state: Path) -> list[Service]:
     """The services `up` starts, in start order."""
     emulator = emulator_service(state=state)
     hosting = hosting_service(emulator_url=emulator.url, secrets=emulator_credentials(emulator))
-    if hosting is None:
-        log.info("local hosting not started: %s is not installed yet", HOSTING_MODULE)
-        return [emulator]
     # Functions the emulator runs call SageMaker Runtime: local hosting, not moto's filler.
     emulator = dataclasses.replace(emulator, env={
         **emulator.env, "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": hosting.url})
@@ -180,9 +172,5 @@ def status(state: Path | None = None) -> list[ServiceState]:
 
 
 def _known_services(state: Path) -> list[Service]:
-    """Every service that may run, found or not: `down` must stop a hosting started earlier."""
-    hosting_port = _port_from_environment(HOSTING_PORT_VARIABLE, DEFAULT_HOSTING_PORT)
-    hosting = hosting_service() or Service(
-        name="hosting", argv=[], port=hosting_port, health_path="/ping"
-    )
-    return [emulator_service(state=state), hosting]
+    """Every service that may run: `down` must stop a hosting started earlier."""
+    return [emulator_service(state=state), hosting_service()]

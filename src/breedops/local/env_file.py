@@ -1,12 +1,15 @@
 """`.local/env`: the variables that point AWS clients at the emulator, read back.
 
-Kept free of moto imports: the Terraform driver and every `breedops` command read it.
+The one reader of the emulator's environment: every `breedops` command, the Terraform driver,
+the pipeline and local hosting take it from here, with one rule: what the user set wins.
+Kept free of moto imports for that reason.
 """
 
 from __future__ import annotations
 
 import os
 import shlex
+from collections.abc import Mapping
 from pathlib import Path
 
 from breedops.errors import EmulatorError
@@ -28,13 +31,16 @@ def read_env_file(path: Path) -> dict[str, str]:
     return values
 
 
-def use_environment(state: Path | None = None) -> None:
-    """Point this process's AWS clients at the running emulator, from `.local/env`.
+def emulator_environment(environ: Mapping[str, str], state: Path | None = None) -> dict[str, str]:
+    """`environ` with the emulator's variables from `.local/env` where the user set none.
 
-    Variables already set win, so tests and CI can point at an emulator of their own.
+    What the user set wins: with `AWS_ENDPOINT_URL` set they point at an emulator of their own
+    (tests, CI) and `.local/env` is not read at all; otherwise each of its variables fills in
+    only a variable the user left unset.
     """
-    if "AWS_ENDPOINT_URL" in os.environ:
-        return
+    result = dict(environ)
+    if "AWS_ENDPOINT_URL" in result:
+        return result
     path = (state or state_dir()) / ENV_FILE_NAME
     if not path.is_file():
         raise EmulatorError(
@@ -42,4 +48,12 @@ def use_environment(state: Path | None = None) -> None:
             "run `make up` first"
         )
     for name, value in read_env_file(path).items():
-        os.environ.setdefault(name, value)
+        result.setdefault(name, value)
+    return result
+
+
+def use_environment(state: Path | None = None) -> None:
+    """Point this process's AWS clients at the running emulator (see `emulator_environment`)."""
+    if "AWS_ENDPOINT_URL" in os.environ:
+        return
+    os.environ.update(emulator_environment(os.environ, state))

@@ -48,19 +48,15 @@ from __future__ import annotations
 import atexit
 import base64
 import binascii
-import io
 import json
 import logging
 import os
 import queue
 import re
-import shutil
 import tempfile
 import threading
 import time
 import uuid
-import zipfile
-from collections import Counter
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -76,7 +72,16 @@ from moto.awslambda.responses import LambdaResponse
 from moto.core.exceptions import JsonRESTError
 
 from breedops.local import lambda_runtime, service_roles
-from breedops.local.lambda_runtime import FunctionConfig, LogLine, Pool, Result
+from breedops.local.lambda_runtime import (
+    Concurrency,
+    FunctionConfig,
+    InvalidZipFile,
+    LogLine,
+    Pool,
+    Result,
+    Throttled,
+    unpack_code,
+)
 
 log = logging.getLogger(__name__)
 
@@ -269,36 +274,18 @@ class _Service:
         self.cache_dir: Path | None = None
         self.pools: dict[tuple[str, str, str, str], _PoolEntry] = {}
         self.creating: dict[tuple[str, str, str, str], threading.Lock] = {}
-        self.in_flight: Counter[tuple[str, str, str]] = Counter()
-        self.unreserved_in_flight: Counter[tuple[str, str]] = Counter()
+        self.concurrency = Concurrency()
         self._reaper: threading.Thread | None = None
 
     # -- concurrency ------------------------------------------------------------------------
     def reserve(self, target: Target) -> Callable[[], None]:
         """Count one invocation in flight, or raise 429 when a limit is reached."""
-        account = (target.account, target.region)
-        with self.lock:
-            if target.reserved is not None:
-                if self.in_flight[target.function_key] >= target.reserved:
-                    raise TooManyRequestsException(
-                        "ReservedFunctionConcurrentInvocationLimitExceeded")
-            elif self.unreserved_in_flight[account] >= target.unreserved_limit:
-                raise TooManyRequestsException("ConcurrentInvocationLimitExceeded")
-            self.in_flight[target.function_key] += 1
-            if target.reserved is None:
-                self.unreserved_in_flight[account] += 1
-        released = threading.Event()
-
-        def release() -> None:
-            if released.is_set():
-                return
-            released.set()
-            with self.lock:
-                self.in_flight[target.function_key] -= 1
-                if target.reserved is None:
-                    self.unreserved_in_flight[account] -= 1
-
-        return release
+        try:
+            return self.concurrency.reserve(target.function_key, target.reserved,
+                                            (target.account, target.region),
+                                            target.unreserved_limit)
+        except Throttled as e:
+            raise TooManyRequestsException(e.reason) from None
 
     # -- environments -----------------------------------------------------------------------
     def pool_for(self, target: Target) -> _PoolEntry:
@@ -383,27 +370,13 @@ class _Service:
             entry.shipper.close()
 
     def _code_dir(self, target: Target) -> Path:
-        """The version's code, unpacked once per CodeSha256 (content-addressed, shared)."""
+        """The version's code, unpacked once per content (shared)."""
         root = (self.cache_dir or Path(tempfile.gettempdir()) /
                 f"breedops-lambda-{os.getuid()}") / "code"
-        root.mkdir(parents=True, exist_ok=True)
-        name = target.code_sha256.replace("/", "_").replace("+", "-").rstrip("=")
-        code_dir = root / name
-        if code_dir.is_dir():
-            return code_dir
-        unpacking = Path(tempfile.mkdtemp(prefix=".unpack-", dir=root))
         try:
-            with zipfile.ZipFile(io.BytesIO(target.code_zip)) as archive:
-                archive.extractall(unpacking)
-        except (zipfile.BadZipFile, OSError) as e:
-            shutil.rmtree(unpacking, ignore_errors=True)
-            raise LambdaServiceError("InvalidZipFileException",
-                                     f"Lambda was unable to unzip the code: {e}") from None
-        try:
-            unpacking.rename(code_dir)
-        except OSError:  # another invocation unpacked the same code first
-            shutil.rmtree(unpacking, ignore_errors=True)
-        return code_dir
+            return unpack_code(target.code_zip, root)
+        except InvalidZipFile as e:
+            raise LambdaServiceError("InvalidZipFileException", str(e)) from None
 
     def _variables(self, target: Target, credentials: dict[str, Any]) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k.startswith("AWS_ENDPOINT_URL_")}

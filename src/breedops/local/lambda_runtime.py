@@ -17,29 +17,37 @@ lines, the memory high-water mark, and the attribution of every line the process
 invocation that printed it.
 
 A `Pool` keeps the environments of one function version: warm ones are reused, provisioned
-ones are initialised before they are needed. Nothing here knows about moto; `lambda_invoke`
-drives it for the emulator and `serving.lambda_runner` for local benchmarks.
+ones are initialised before they are needed; `Concurrency` holds invocations to Lambda's limits,
+and `unpack_code` turns a function's zip into its code directory. Nothing here knows about moto:
+every local run of a function goes through these, the emulator's `Invoke` (`lambda_invoke`, as
+the function's role) and `lambda_runner` (benchmarks and tests, without an API) alike.
 """
 
 from __future__ import annotations
 
 import array
 import fcntl
+import hashlib
+import io
 import json
 import logging
 import math
 import os
 import queue
 import select
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import termios
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+import zipfile
+from collections import Counter
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -60,6 +68,18 @@ INHERITED_VARIABLES = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "HOME", "
 
 class RuntimeFailure(Exception):
     """An environment could not be started (the runtime client is missing, a bad code dir)."""
+
+
+class InvalidZipFile(RuntimeFailure):
+    """The function's zip cannot be unpacked."""
+
+
+class Throttled(Exception):
+    """An invocation over a concurrency limit; `reason` is Lambda's (the 429's `Reason`)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -145,6 +165,63 @@ def timestamp(ms: int) -> str:
 def log_stream_name(version: str) -> str:
     """A new environment's stream: `YYYY/MM/DD/[$LATEST]<32 hex>`, as Lambda names them."""
     return f"{datetime.now(UTC):%Y/%m/%d}/[{version}]{uuid.uuid4().hex}"
+
+
+def unpack_code(code_zip: bytes, root: Path) -> Path:
+    """The function's code unpacked under `root`, once per content (shared by its versions)."""
+    root.mkdir(parents=True, exist_ok=True)
+    code_dir = root / hashlib.sha256(code_zip).hexdigest()
+    if code_dir.is_dir():
+        return code_dir
+    unpacking = Path(tempfile.mkdtemp(prefix=".unpack-", dir=root))
+    try:
+        with zipfile.ZipFile(io.BytesIO(code_zip)) as archive:
+            archive.extractall(unpacking)
+    except (zipfile.BadZipFile, OSError) as e:
+        shutil.rmtree(unpacking, ignore_errors=True)
+        raise InvalidZipFile(f"Lambda was unable to unzip the code: {e}") from None
+    try:
+        unpacking.rename(code_dir)
+    except OSError:  # another invocation unpacked the same code first
+        shutil.rmtree(unpacking, ignore_errors=True)
+    return code_dir
+
+
+class Concurrency:
+    """Lambda's concurrency limits: a function with reserved concurrency runs at most that many
+    invocations at once; the others share what the account leaves unreserved."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._in_flight: Counter[Hashable] = Counter()
+        self._unreserved_in_flight: Counter[Hashable] = Counter()
+
+    def reserve(self, function: Hashable, reserved: int | None, account: Hashable = None,
+                unreserved_limit: int | None = None) -> Callable[[], None]:
+        """Count one invocation of `function` in flight and return its release (idempotent),
+        or raise Throttled when a limit is reached (no account limit without one)."""
+        with self._lock:
+            if reserved is not None:
+                if self._in_flight[function] >= reserved:
+                    raise Throttled("ReservedFunctionConcurrentInvocationLimitExceeded")
+            elif (unreserved_limit is not None
+                  and self._unreserved_in_flight[account] >= unreserved_limit):
+                raise Throttled("ConcurrentInvocationLimitExceeded")
+            self._in_flight[function] += 1
+            if reserved is None:
+                self._unreserved_in_flight[account] += 1
+        released = threading.Event()
+
+        def release() -> None:
+            if released.is_set():
+                return
+            released.set()
+            with self._lock:
+                self._in_flight[function] -= 1
+                if reserved is None:
+                    self._unreserved_in_flight[account] -= 1
+
+        return release
 
 
 def runtime_client_available() -> bool:

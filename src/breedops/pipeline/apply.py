@@ -98,11 +98,11 @@ def _services(options: PipelineOptions) -> Stage:
     def run(_: Outputs) -> Outputs:
         if options.env == "local":
             from breedops.local import emulator
-            from breedops.local.env_file import ENV_FILE_NAME, read_env_file
+            from breedops.local.env_file import use_environment
 
             emulator.up()
             # Every later client (boto3, the SDK, Terraform) reaches the emulator through these.
-            os.environ.update(read_env_file(settings.state_dir() / ENV_FILE_NAME))
+            use_environment()
             return {"aws_endpoint_url": os.environ["AWS_ENDPOINT_URL"]}
         import boto3
         from botocore.exceptions import BotoCoreError, ClientError

@@ -1,4 +1,4 @@
-"""Serving commands: `lambda build`, `invoke` (the deployed Lambda's API) and `serve` (hosting)."""
+"""Serving commands: `lambda build` (the package) and `invoke` (the deployed Lambda's API)."""
 
 from __future__ import annotations
 
@@ -29,27 +29,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="invocations in all (default: one per client)")
     invoke.set_defaults(func=invoke_command)
 
-    serve = subparsers.add_parser("serve", help="run local SageMaker hosting in the foreground")
-    serve.add_argument("--host", default="127.0.0.1", help="address (default: 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=None, help="port (default: 5567)")
-    serve.add_argument("--model-dir", type=Path, default=None,
-                       help="serve one extracted model directory (container contract)")
-    serve.add_argument("--workers", type=int, default=1, help="workers with --model-dir")
-    serve.set_defaults(func=serve_command)
-
 
 def build_command(args: argparse.Namespace) -> int:
     from breedops.serving.lambda_package import build_lambda_zip
 
     path = build_lambda_zip(target=args.output)
     print(f"{path} ({path.stat().st_size} bytes)")
-    return 0
-
-
-def serve_command(args: argparse.Namespace) -> int:
-    from breedops.serving import hosting
-
-    hosting.serve(args.host, args.port or hosting.DEFAULT_PORT, args.model_dir, args.workers)
     return 0
 
 

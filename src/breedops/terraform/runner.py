@@ -17,15 +17,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from breedops.errors import BreedopsError
+from breedops.errors import BreedopsError, EmulatorError
 from breedops.interrupts import Interrupted
-from breedops.local.env_file import read_env_file
+from breedops.local.env_file import emulator_environment
 from breedops.settings import project_root, state_dir
 
 log = logging.getLogger(__name__)
 
-# Variables of the emulator that `make up` writes to .local/env (contract 1).
-EMULATOR_ENV_FILE = "env"
 # Interrupts forwarded to Terraform after the first (see `_wait`): its graceful stop, then its
 # immediate one.
 FORWARDED_INTERRUPTS = 2
@@ -50,7 +48,7 @@ def cli_config_file() -> Path | None:
 def terraform_env(env: str | None = None) -> dict[str, str]:
     """The process environment for terraform; for `local`, with the emulator's variables.
 
-    Variables already set win over .local/env, so tests and CI can point at their own emulator.
+    What the user set wins over .local/env, so tests and CI can point at their own emulator.
     """
     result = dict(os.environ)
     result["TF_IN_AUTOMATION"] = "1"
@@ -59,15 +57,11 @@ def terraform_env(env: str | None = None) -> dict[str, str]:
         result["TF_CLI_CONFIG_FILE"] = str(config)
     else:
         result.pop("TF_CLI_CONFIG_FILE", None)
-    if env == "local" and "AWS_ENDPOINT_URL" not in result:
-        env_file = state_dir() / EMULATOR_ENV_FILE
-        if not env_file.is_file():
-            raise TerraformError(
-                f"the local environment needs the emulator, but {env_file} does not exist: "
-                "run `make up` first"
-            )
-        for name, value in read_env_file(env_file).items():
-            result.setdefault(name, value)
+    if env == "local":
+        try:
+            result = emulator_environment(result)
+        except EmulatorError as e:
+            raise TerraformError(str(e)) from None
     return result
 
 

@@ -1,4 +1,5 @@
-"""The runner's Lambda-runtime behaviour with small stand-in functions (no emulator needed)."""
+"""The local Lambda runtime (environments, concurrency limits, code unpacking) and the runner
+over it, with small stand-in functions (no emulator needed)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from breedops.serving.lambda_runner import FunctionSpec, LambdaRunner, LambdaRunnerError
+from breedops.local.lambda_runner import FunctionSpec, LambdaRunner, LambdaRunnerError
 
 FUNCTIONS = '''
 import time
@@ -101,3 +102,39 @@ def test_idle_environments_are_reclaimed_but_provisioned_ones_stay(code_dir):
         assert not again.failed and again.init_ms is None  # and serves warm
     finally:
         pool.close_all()
+
+
+def test_unpack_code_once_per_content_and_bad_zip_is_refused(tmp_path):
+    import io
+    import zipfile
+
+    from breedops.local.lambda_runtime import InvalidZipFile, unpack_code
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("functions.py", FUNCTIONS)
+    first = unpack_code(buffer.getvalue(), tmp_path / "code")
+    assert (first / "functions.py").read_text() == FUNCTIONS
+    assert unpack_code(buffer.getvalue(), tmp_path / "code") == first
+    with pytest.raises(InvalidZipFile, match="Lambda was unable to unzip the code"):
+        unpack_code(b"not a zip", tmp_path / "code")
+    assert [p.name for p in (tmp_path / "code").iterdir()] == [first.name]  # nothing left over
+
+
+def test_concurrency_throttles_reserved_and_unreserved_invocations_with_lambdas_reason():
+    from breedops.local.lambda_runtime import Concurrency, Throttled
+
+    limits = Concurrency()
+    reserved = limits.reserve("f", 1)
+    with pytest.raises(Throttled, match="ReservedFunctionConcurrentInvocationLimitExceeded"):
+        limits.reserve("f", 1)
+    shared = limits.reserve("g", None, "account", unreserved_limit=1)
+    with pytest.raises(Throttled, match="^ConcurrentInvocationLimitExceeded$"):
+        limits.reserve("h", None, "account", unreserved_limit=1)
+    reserved()
+    reserved()  # a second release changes nothing
+    shared()
+    limits.reserve("f", 1)
+    limits.reserve("h", None, "account", unreserved_limit=1)
+    with pytest.raises(Throttled):
+        limits.reserve("f", 1)

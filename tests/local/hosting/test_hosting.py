@@ -14,11 +14,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from hosted_model import build_model_dir, register_endpoint, tar_model_dir
 from PIL import Image
 
 from breedops.serving import inference
-
-from .conftest import build_model_dir, register_endpoint, tar_model_dir
 
 pytestmark = pytest.mark.emulator
 
@@ -173,7 +172,7 @@ def test_endpoint_changes_are_served_without_restart(deployment, tmp_path):
 def test_container_contract_serves_one_model_dir(model_dir):
     import threading
 
-    from breedops.serving.hosting import build_server
+    from breedops.local.hosting.server import build_server
 
     server = build_server("127.0.0.1", 0, model_dir=model_dir)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -197,7 +196,8 @@ def test_container_contract_serves_one_model_dir(model_dir):
 
 
 def test_build_server_rejects_dir_without_handler(tmp_path):
-    from breedops.serving.hosting import HostingError, build_server
+    from breedops.local.hosting.errors import HostingError
+    from breedops.local.hosting.server import build_server
 
     with pytest.raises(HostingError, match="no code/inference.py"):
         build_server("127.0.0.1", 0, model_dir=tmp_path)
@@ -223,7 +223,7 @@ def test_hosting_module_answers_ping_as_make_up_starts_it(aws_emulator, tmp_path
 
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "breedops.serving.hosting", "--host", "127.0.0.1",
+        [sys.executable, "-m", "breedops.local.hosting.server", "--host", "127.0.0.1",
          "--port", str(port)],
         env={**os.environ, "BREEDOPS_STATE_DIR": str(tmp_path)}, stderr=subprocess.DEVNULL,
     )
@@ -269,7 +269,7 @@ def test_preload_loads_new_inservice_endpoint_before_any_request(deployment, tmp
 
     import boto3
 
-    from breedops.serving.hosting import EndpointRegistry
+    from breedops.local.hosting.registry import EndpointRegistry
 
     boto3.client("sagemaker").create_endpoint(EndpointName="tiny-preloaded",
                                               EndpointConfigName="tiny-v1")
@@ -286,7 +286,7 @@ def test_preload_loads_new_inservice_endpoint_before_any_request(deployment, tmp
 
 
 def test_worker_pool_retired_refuses_new_requests(model_dir):
-    from breedops.serving.hosting import PoolRetiredError, WorkerPool
+    from breedops.local.hosting.workers import PoolRetiredError, WorkerPool
 
     pool = WorkerPool(model_dir, 1)
     header = {"content_type": "image/jpeg", "accept": None, "headers": {}}
@@ -307,7 +307,7 @@ def test_answers_on_a_kept_alive_connection_are_not_held_by_nagle(tmp_path: Path
     import http.client
     import threading
 
-    from breedops.serving.hosting import build_server
+    from breedops.local.hosting.server import build_server
 
     monkeypatch.setenv("BREEDOPS_STATE_DIR", str(tmp_path))
     server = build_server("127.0.0.1", 0)

@@ -1,11 +1,11 @@
-"""Run a Lambda handler in this process's control, the way the Lambda runtime does.
+"""Run a Lambda function in this process's control, the way the Lambda runtime does.
 
-For measurements that must not go through an API (the serving benchmark): the function's code
-directory runs in the emulator's own execution environments (`local.lambda_runtime`: the
-managed Python runtime's client, awslambdaric, against a local Runtime API), with a reserved
-concurrency that throttles with `TooManyRequestsException` and provisioned environments
-initialised before the first request. The deployed function is invoked through its API
-instead: the emulator serves `Invoke` (`breedops invoke`, `serving.lambda_client`).
+For measurements and tests that must not go through an API (the serving benchmark): the
+function's code runs in the emulator's own execution environments (`lambda_runtime`: the
+managed Python runtime's client, awslambdaric, against a local Runtime API), held to its reserved
+concurrency by the emulator's own `Concurrency` (`TooManyRequestsException` above it), with
+provisioned environments initialised before the first request. The deployed function is invoked
+through its API instead: the emulator serves `Invoke` (`breedops invoke`, `serving.lambda_client`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from breedops.errors import BreedopsError
-from breedops.local.lambda_runtime import FunctionConfig, Pool, Result
+from breedops.local.lambda_runtime import (
+    Concurrency,
+    FunctionConfig,
+    Pool,
+    Result,
+    Throttled,
+    unpack_code,
+)
 
 DEFAULT_HANDLER = "breedops_lambda.handler.lambda_handler"
 
@@ -41,6 +48,12 @@ class FunctionSpec:
     timeout_s: float = 30.0
     reserved_concurrency: int | None = None
     provisioned_concurrency: int = 0
+
+    @classmethod
+    def from_zip(cls, name: str, code_zip: Path, code_root: Path, **settings: Any) -> FunctionSpec:
+        """The function packaged as `code_zip`, unpacked under `code_root` as the emulator
+        unpacks a function's code."""
+        return cls(name=name, code_dir=unpack_code(code_zip.read_bytes(), code_root), **settings)
 
 
 @dataclass(frozen=True)
@@ -69,7 +82,7 @@ class LambdaRunner:
     def __init__(self, spec: FunctionSpec) -> None:
         self.spec = spec
         self._lock = threading.Lock()
-        self._in_flight = 0
+        self._concurrency = Concurrency()
         self.throttled = 0
         # The caller's AWS variables (credentials, region, endpoints) and the function's own.
         environment = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
@@ -82,22 +95,21 @@ class LambdaRunner:
     def invoke(self, event: Any) -> Invocation:
         """One invocation; throttled at once when the reserved concurrency is in use."""
         request_id = str(uuid.uuid4())
-        with self._lock:
-            limit = self.spec.reserved_concurrency
-            if limit is not None and self._in_flight >= limit:
+        try:
+            release = self._concurrency.reserve(self.spec.name, self.spec.reserved_concurrency)
+        except Throttled as e:
+            with self._lock:
                 self.throttled += 1
-                return Invocation(request_id, 429, {
-                    "errorType": "TooManyRequestsException", "errorMessage": "Rate Exceeded.",
-                    "Reason": "ReservedFunctionConcurrentInvocationLimitExceeded",
-                }, throttled=True)
-            self._in_flight += 1
+            return Invocation(request_id, 429, {
+                "errorType": "TooManyRequestsException", "errorMessage": "Rate Exceeded.",
+                "Reason": e.reason,
+            }, throttled=True)
         try:
             result = self._pool.invoke(request_id, json.dumps(event).encode(),
                                        f"arn:aws:lambda:local:000000000000:function:"
                                        f"{self.spec.name}")
         finally:
-            with self._lock:
-                self._in_flight -= 1
+            release()
         if result.init_failed:
             detail = result.json_payload() or {}
             raise LambdaRunnerError(f"{self.spec.name} failed to initialise: "

@@ -21,9 +21,9 @@ import pytest
 from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from hosted_model import build_model_dir, tar_model_dir
 from iam_roles import SAGEMAKER_TRUST, create_execution_role
 from PIL import Image
-from serving.conftest import build_model_dir, tar_model_dir
 
 from breedops.settings import DEFAULT_REGION
 
@@ -70,7 +70,8 @@ def _endpoint(sagemaker, name: str, model_url: str, role_arn: str) -> None:
 
 @pytest.fixture(scope="module")
 def hosted(aws_emulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hosted]:
-    from breedops.serving.hosting import EndpointRegistry, HostingServer
+    from breedops.local.hosting.registry import EndpointRegistry
+    from breedops.local.hosting.server import HostingServer
 
     suffix = uuid.uuid4().hex[:8]
     iam, s3, sagemaker, sts = (boto3.client(s) for s in ("iam", "s3", "sagemaker", "sts"))

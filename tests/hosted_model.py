@@ -1,4 +1,5 @@
-"""Fixtures for serving tests: a tiny real model, its tarball, an endpoint and local hosting.
+"""A tiny real model, its tarball, an endpoint in the emulator and local hosting serving it:
+fixtures for every test area (a plugin of tests/conftest.py) and helpers to import.
 
 The model is a resnet18 with random weights at 32 px: small enough to load in a second, real
 enough that the handler, the workers and the clients run exactly the deployed code.
@@ -11,14 +12,25 @@ import tarfile
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 LABELS = ["001.Affenpinscher", "002.Afghan_hound", "003.Airedale_terrier", "004.Akita",
           "005.Alaskan_malamute"]
 IMAGE_SIZE = 32
+
+
+def image_bytes(mode: str = "RGB", fmt: str = "JPEG", size: tuple[int, int] = (40, 32)) -> bytes:
+    """A blank image of `mode`, encoded as `fmt`."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new(mode, size).save(buffer, fmt)
+    return buffer.getvalue()
 
 
 def build_model_dir(target: Path, model_version: str = "test-1") -> Path:
@@ -100,8 +112,6 @@ def deployment(aws_emulator, model_tarball: bytes,
     """Upload the tiny model, create its endpoint, and run local hosting on a free port."""
     import boto3
 
-    from breedops.serving.hosting import EndpointRegistry, HostingServer
-
     bucket = f"serving-{uuid.uuid4().hex[:8]}"
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket=bucket)
@@ -111,16 +121,24 @@ def deployment(aws_emulator, model_tarball: bytes,
     register_endpoint(sagemaker, bucket, key, "tiny-v1")
     sagemaker.create_endpoint(EndpointName="tiny", EndpointConfigName="tiny-v1")
 
+    with local_hosting(tmp_path_factory.mktemp("hosting"), ttl_seconds=0.5) as (server, url):
+        yield Deployment(endpoint_name="tiny", bucket=bucket, hosting_url=url, server=server)
+
+
+@contextmanager
+def local_hosting(cache_dir: Path, **registry_options: Any) -> Iterator[tuple[Any, str]]:
+    """Local hosting on a free port, SageMaker Runtime clients pointed at it: (server, url)."""
+    from breedops.local.hosting.registry import EndpointRegistry
+    from breedops.local.hosting.server import HostingServer
+
     server = HostingServer(("127.0.0.1", 0),
-                           registry=EndpointRegistry(tmp_path_factory.mktemp("hosting"),
-                                                    ttl_seconds=0.5))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+                           registry=EndpointRegistry(cache_dir, **registry_options))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}"
     with pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", url)
         try:
-            yield Deployment(endpoint_name="tiny", bucket=bucket, hosting_url=url, server=server)
+            yield server, url
         finally:
             server.shutdown()
             server.server_close()
