@@ -115,11 +115,12 @@ apply: venv check-terraform lambda
 destroy: venv check-terraform
 	$(PY) -m breedops terraform destroy --env $(ENV) $(if $(filter 1,$(FORCE)),--force)
 
-.PHONY: lint  ## ruff, terraform fmt/validate, checkov, the workflow linters, the IAM linter
+.PHONY: lint  ## ruff, terraform fmt/validate, module READMEs, checkov, workflow and IAM linters
 lint: setup check-terraform
 	$(BIN)/ruff check src tests lambda scripts
 	$(TERRAFORM) fmt -check -recursive terraform
 	$(PY) -m breedops terraform validate-all
+	$(PY) -m breedops.review.module_docs --check
 	$(TOOLS_BIN)/checkov --quiet --compact --skip-download -d terraform --framework terraform
 	$(TOOLS_BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 	$(TOOLS_BIN)/zizmor --offline --quiet .github/workflows
@@ -136,6 +137,10 @@ test-only: setup check-terraform lambda
 
 .PHONY: test  ## lint, then every test (starts and stops the local services it needs)
 test: lint test-only
+
+.PHONY: docs  ## regenerate the Inputs/Outputs tables of terraform/modules/*/README.md
+docs: venv
+	$(PY) -m breedops.review.module_docs
 
 .PHONY: bench  ## one benchmark run into benchmarks/results/<run-id>.json; the docs generated from it
 bench: setup

@@ -11,7 +11,7 @@ from pathlib import Path
 
 DEFAULT_REGION = "us-east-1"
 DEFAULT_PROJECT = "breedops"
-# The bucket prefix of staged job source (Terraform's iam module default: code_prefix).
+# The bucket prefix of staged job source (Terraform: data_bucket's prefixes.code, less the slash).
 DEFAULT_CODE_PREFIX = "code"
 ENVIRONMENTS = ("local", "aws")
 

@@ -35,10 +35,12 @@ def test_plan_flags_replaced_bucket_diffs_iam_and_lints_clean(applied):
     sandbox = applied
     env_root = sandbox / "terraform" / "envs" / "local"
     iam = sandbox / "terraform" / "modules" / "iam" / "main.tf"
-    iam.write_text(iam.read_text().replace(
-        'actions   = ["s3:GetObject"]\n    resources = ["${var.bucket_arn}/jobs/*"]',
+    source = iam.read_text()
+    iam.write_text(source.replace(
+        'actions   = ["s3:GetObject"]\n    resources = [local.objects.jobs]',
         'actions   = ["s3:GetObject", "s3:GetObjectTagging"]\n'
-        '    resources = ["${var.bucket_arn}/jobs/*"]', 1))
+        '    resources = [local.objects.jobs]', 1))
+    assert iam.read_text() != source, "the statement this test widens is no longer in iam/main.tf"
     plan_json, plan_md = terraform.plan("local", fail_on_protected=True)
     text = plan_md.read_text()
     assert "CAUTION" not in text

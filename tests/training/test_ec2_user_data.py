@@ -66,6 +66,8 @@ module "iam" {
   kms_key_arn                      = module.data_bucket.kms_key_arn
   endpoint_name                    = "${var.name_prefix}-endpoint"
   lambda_function_name             = "${var.name_prefix}-inference"
+  lambda_alias                     = "live"
+  prefixes                         = module.data_bucket.prefixes
   create_training_instance_profile = true
 }
 

@@ -47,15 +47,16 @@ variable "create_training_instance" {
   default     = false
 }
 
-# The two settings objects are typed, defaulted and validated once, in the platform module.
+# The two settings objects pass through the platform module as given: the endpoint and
+# inference_lambda modules type, default and validate them.
 variable "endpoint" {
-  description = "Endpoint image, variant and autoscaling (see terraform/modules/platform)."
+  description = "Endpoint image_uri, variant and autoscaling (see terraform/modules/endpoint)."
   type        = any
   default     = {}
 }
 
 variable "inference_lambda" {
-  description = "Lambda top-k, concurrency and tracing (see terraform/modules/platform); concurrency.reserved is 10 unless given, null for no reservation."
+  description = "Lambda top_k, concurrency and tracing_enabled (see terraform/modules/inference_lambda); concurrency.reserved is 10 unless given, null for no reservation."
   type        = any
   default     = {}
 }

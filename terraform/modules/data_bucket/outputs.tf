@@ -14,6 +14,6 @@ output "kms_key_arn" {
 }
 
 output "prefixes" {
-  description = "Key prefixes of the S3 layout: data/, jobs/, checkpoints/."
+  description = "Key prefixes of the S3 layout: data/, jobs/, checkpoints/ and code/ (staged job source)."
   value       = local.prefixes
 }

@@ -1,11 +1,14 @@
+data "aws_region" "current" {}
+
 locals {
-  endpoint_name = "${var.name_prefix}-endpoint"
+  # The AWS PyTorch inference container of the region (Deep Learning Containers account).
+  image_uri = coalesce(var.image_uri, "763104351884.dkr.ecr.${data.aws_region.current.name}.amazonaws.com/pytorch-inference:2.6.0-cpu-py312-ubuntu22.04-sagemaker")
   # Model and endpoint configuration are immutable in SageMaker: a change must create new ones
   # under new names before the endpoint switches over, otherwise the update fails on the
   # endpoint still using the old configuration (terraform-provider-aws issues 40048 and 14337).
   revision = substr(sha1(jsonencode({
     model_data_url = var.model_data_url
-    image_uri      = var.image_uri
+    image_uri      = local.image_uri
     role           = var.execution_role_arn
     variant        = var.variant
     kms_key_arn    = var.kms_key_arn
@@ -20,7 +23,7 @@ resource "aws_sagemaker_model" "this" {
   enable_network_isolation = true
 
   primary_container {
-    image          = var.image_uri
+    image          = local.image_uri
     model_data_url = var.model_data_url
     environment = {
       SAGEMAKER_PROGRAM = "inference.py"
@@ -53,7 +56,7 @@ resource "aws_sagemaker_endpoint_configuration" "this" {
 }
 
 resource "aws_sagemaker_endpoint" "this" {
-  name                 = local.endpoint_name
+  name                 = var.endpoint_name
   endpoint_config_name = aws_sagemaker_endpoint_configuration.this.name
   tags                 = var.tags
 }

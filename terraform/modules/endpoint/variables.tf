@@ -1,10 +1,20 @@
 variable "name_prefix" {
-  description = "Prefix of every resource name, e.g. breedops-local."
+  description = "Prefix of the model, endpoint configuration and scaling policy names, e.g. breedops-local."
   type        = string
 
   validation {
     condition     = can(regex("^[a-z0-9][a-z0-9-]{1,38}[a-z0-9]$", var.name_prefix))
     error_message = "The name_prefix must be 3-40 lowercase letters, digits or hyphens, starting and ending with a letter or digit."
+  }
+}
+
+variable "endpoint_name" {
+  description = "Name of the SageMaker endpoint; the caller builds it, as the Lambda role is scoped to it before the endpoint exists."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$", var.endpoint_name))
+    error_message = "The endpoint_name must be a valid SageMaker endpoint name: up to 63 letters, digits or hyphens."
   }
 }
 
@@ -25,12 +35,12 @@ variable "model_version" {
 }
 
 variable "image_uri" {
-  description = "PyTorch inference image of the serving container (the AWS Deep Learning Container for the region)."
+  description = "PyTorch inference image of the serving container; null: the AWS Deep Learning Container of the provider's region."
   type        = string
-  default     = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.6.0-cpu-py312-ubuntu22.04-sagemaker"
+  default     = null
 
   validation {
-    condition     = can(regex("^[0-9]{12}\\.dkr\\.ecr\\.[a-z0-9-]+\\.amazonaws\\.com(\\.cn)?/[a-z0-9._/-]+:[A-Za-z0-9._-]+$", var.image_uri))
+    condition     = var.image_uri == null || can(regex("^[0-9]{12}\\.dkr\\.ecr\\.[a-z0-9-]+\\.amazonaws\\.com(\\.cn)?/[a-z0-9._/-]+:[A-Za-z0-9._-]+$", coalesce(var.image_uri, "-")))
     error_message = "The image_uri must be an ECR image URI with a tag, e.g. 763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:<tag>."
   }
 }
@@ -52,12 +62,15 @@ variable "kms_key_arn" {
 
 variable "variant" {
   description = "The production variant: name, instance type and initial instance count."
+  # The one typed definition of the variant and of autoscaling below: the platform module and the
+  # env roots pass the settings through untyped, and null stands for these defaults.
   type = object({
     name                   = optional(string, "primary")
     instance_type          = optional(string, "ml.m5.large")
     initial_instance_count = optional(number, 1)
   })
-  default = {}
+  default  = {}
+  nullable = false
 
   validation {
     condition     = can(regex("^ml\\.[a-z0-9]+\\.[0-9]*x?large$", var.variant.instance_type))
@@ -85,7 +98,8 @@ variable "autoscaling" {
     scale_out_cooldown_seconds      = optional(number, 60)
     disable_scale_in                = optional(bool, false)
   })
-  default = {}
+  default  = {}
+  nullable = false
 
   validation {
     condition     = var.autoscaling.min_capacity >= 1 && var.autoscaling.min_capacity <= var.autoscaling.max_capacity

@@ -10,6 +10,9 @@ locals {
   region     = data.aws_region.current.name
   arn_prefix = "arn:${local.partition}:sagemaker:${local.region}:${local.account_id}"
   s3_service = "s3.${local.region}.amazonaws.com"
+  # Object ARNs under each prefix of the bucket layout (the data_bucket module's prefixes output).
+  objects    = { for name, prefix in var.prefixes : name => "${var.bucket_arn}/${prefix}*" }
+  code_probe = trimsuffix(var.prefixes.code, "/")
   # Jobs the operator may manage; a tuning job's trials are named <tuning-job>-NNN-<hash>.
   job_name_pattern = "${var.name_prefix}-*"
   training_log_arn = "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:/aws/sagemaker/TrainingJobs"
@@ -50,20 +53,20 @@ data "aws_iam_policy_document" "s3_training" {
     condition {
       test     = "StringLike"
       variable = "s3:prefix"
-      values   = ["data/*", "jobs/*", "checkpoints/*"]
+      values   = ["${var.prefixes.data}*", "${var.prefixes.jobs}*", "${var.prefixes.checkpoints}*"]
     }
   }
 
   statement {
     sid       = "ReadDataAndCheckpoints"
     actions   = ["s3:GetObject"]
-    resources = ["${var.bucket_arn}/data/*", "${var.bucket_arn}/checkpoints/*"]
+    resources = [local.objects.data, local.objects.checkpoints]
   }
 
   statement {
     sid       = "WriteJobsAndCheckpoints"
     actions   = ["s3:PutObject", "s3:AbortMultipartUpload"]
-    resources = ["${var.bucket_arn}/jobs/*", "${var.bucket_arn}/checkpoints/*"]
+    resources = [local.objects.jobs, local.objects.checkpoints]
   }
 }
 
@@ -103,14 +106,14 @@ data "aws_iam_policy_document" "sagemaker_execution" {
   statement {
     sid       = "ReadJobArtifacts"
     actions   = ["s3:GetObject"]
-    resources = ["${var.bucket_arn}/jobs/*"]
+    resources = [local.objects.jobs]
   }
 
   # A job downloads the source the operator staged (the SDK's sourcedir and drivers channels).
   statement {
     sid       = "ReadJobSource"
     actions   = ["s3:GetObject"]
-    resources = ["${var.bucket_arn}/${var.code_prefix}/*"]
+    resources = [local.objects.code]
   }
 
   statement {
@@ -120,7 +123,7 @@ data "aws_iam_policy_document" "sagemaker_execution" {
     condition {
       test     = "StringLike"
       variable = "s3:prefix"
-      values   = ["${var.code_prefix}/*"]
+      values   = ["${var.prefixes.code}*"]
     }
   }
 
@@ -260,11 +263,11 @@ data "aws_iam_policy_document" "training_instance" {
     data.aws_iam_policy_document.kms_use.json,
   ]
 
-  # The user data downloads the training source (<code_prefix>/breedops.tar.gz) by its key: no listing.
+  # The user data downloads the training source (code/breedops.tar.gz) by its key: no listing.
   statement {
     sid       = "ReadTrainingSource"
     actions   = ["s3:GetObject"]
-    resources = ["${var.bucket_arn}/${var.code_prefix}/*"]
+    resources = [local.objects.code]
   }
 
   # Session Manager instead of SSH: the agent registers itself and opens its channels.
@@ -363,21 +366,21 @@ data "aws_iam_policy_document" "operator" {
   statement {
     sid       = "UploadData"
     actions   = ["s3:PutObject", "s3:GetObject"]
-    resources = ["${var.bucket_arn}/data/*"]
+    resources = [local.objects.data]
   }
 
   # The SDK uploads each job's source (sourcedir, drivers) and the EC2 path's bundle here.
   statement {
     sid       = "StageJobSource"
     actions   = ["s3:PutObject", "s3:GetObject"]
-    resources = ["${var.bucket_arn}/${var.code_prefix}/*"]
+    resources = [local.objects.code]
   }
 
   # Plots and metrics come back in the job's output.tar.gz; the smoke test reads nothing else.
   statement {
     sid       = "ReadJobArtifacts"
     actions   = ["s3:GetObject"]
-    resources = ["${var.bucket_arn}/jobs/*"]
+    resources = [local.objects.jobs]
   }
 
   statement {
@@ -388,7 +391,7 @@ data "aws_iam_policy_document" "operator" {
       test     = "StringLike"
       variable = "s3:prefix"
       # The SDK probes the staging prefix itself (`Prefix=code`) before it uploads.
-      values = ["data/*", "jobs/*", var.code_prefix, "${var.code_prefix}/*"]
+      values = ["${var.prefixes.data}*", "${var.prefixes.jobs}*", local.code_probe, "${var.prefixes.code}*"]
     }
   }
 

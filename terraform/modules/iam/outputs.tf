@@ -42,8 +42,3 @@ output "operator_role_arn" {
   description = "ARN of the operator role the pipeline assumes (null when operator_principals is empty)."
   value       = try(aws_iam_role.operator[0].arn, null)
 }
-
-output "code_prefix" {
-  description = "Bucket prefix of staged job source."
-  value       = var.code_prefix
-}

@@ -9,12 +9,27 @@ variable "name_prefix" {
 }
 
 variable "bucket_arn" {
-  description = "ARN of the data bucket (data/, jobs/, checkpoints/)."
+  description = "ARN of the data bucket."
   type        = string
 
   validation {
     condition     = can(regex("^arn:aws[a-z-]*:s3:::[a-z0-9.-]{3,63}$", var.bucket_arn))
     error_message = "The bucket_arn must be an S3 bucket ARN such as arn:aws:s3:::my-bucket."
+  }
+}
+
+variable "prefixes" {
+  description = "Key prefixes of the bucket layout, each ending in a slash (the data_bucket module's prefixes output): every S3 grant is scoped to them; the operator stages job source under code, which the execution and instance roles read."
+  type = object({
+    data        = string
+    jobs        = string
+    checkpoints = string
+    code        = string
+  })
+
+  validation {
+    condition     = alltrue([for prefix in values(var.prefixes) : can(regex("^[a-z0-9][a-z0-9-]*/$", prefix))])
+    error_message = "Each prefix must be lowercase letters, digits or hyphens ending in one slash, e.g. data/."
   }
 }
 
@@ -77,6 +92,7 @@ variable "lambda_tracing_enabled" {
   description = "Grant the Lambda role the X-Ray write actions that active tracing needs."
   type        = bool
   default     = false
+  nullable    = false
 }
 
 variable "create_training_instance_profile" {
@@ -91,17 +107,6 @@ variable "tags" {
   default     = {}
 }
 
-variable "code_prefix" {
-  description = "Bucket prefix where the operator stages job source (the SDK's sourcedir, the EC2 bundle) and the roles read it."
-  type        = string
-  default     = "code"
-
-  validation {
-    condition     = can(regex("^[a-z0-9][a-z0-9-]*$", var.code_prefix))
-    error_message = "The code_prefix must be lowercase letters, digits or hyphens, without slashes."
-  }
-}
-
 variable "operator_principals" {
   description = "IAM principal ARNs (users or roles) that may assume the operator role to run the pipeline. Empty: no role is created; attach operator_policy_arn to the caller instead."
   type        = list(string)
@@ -114,7 +119,6 @@ variable "operator_principals" {
 }
 
 variable "lambda_alias" {
-  description = "The Lambda alias the pipeline's smoke test invokes."
+  description = "The Lambda alias that serves traffic, the one the pipeline's smoke test invokes."
   type        = string
-  default     = "live"
 }

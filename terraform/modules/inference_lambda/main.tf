@@ -40,7 +40,7 @@ resource "aws_lambda_function" "this" {
 }
 
 resource "aws_lambda_alias" "live" {
-  name             = "live"
+  name             = var.alias_name
   description      = "The version that serves traffic."
   function_name    = aws_lambda_function.this.function_name
   function_version = aws_lambda_function.this.version

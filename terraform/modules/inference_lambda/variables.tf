@@ -33,10 +33,21 @@ variable "endpoint_name" {
   type        = string
 }
 
+variable "alias_name" {
+  description = "Name of the alias that serves traffic; the caller builds it, as IAM lets the operator invoke only it."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-zA-Z0-9_-]{1,128}$", var.alias_name)) && !can(regex("^[0-9]+$", var.alias_name))
+    error_message = "The alias_name must be 1-128 letters, digits, hyphens or underscores, and not a version number."
+  }
+}
+
 variable "top_k" {
   description = "Default number of predictions returned (TOP_K)."
   type        = number
   default     = 5
+  nullable    = false
 
   validation {
     condition     = var.top_k >= 1 && var.top_k <= 133 && floor(var.top_k) == var.top_k
@@ -94,7 +105,8 @@ variable "concurrency" {
     reserved    = optional(number)
     provisioned = optional(number, 2)
   })
-  default = {}
+  default  = {}
+  nullable = false
 
   validation {
     condition     = coalesce(var.concurrency.reserved, 1) >= 1 && floor(coalesce(var.concurrency.reserved, 1)) == coalesce(var.concurrency.reserved, 1)
@@ -128,6 +140,7 @@ variable "tracing_enabled" {
   description = "Active X-Ray tracing (the role needs the X-Ray write actions: iam module lambda_tracing_enabled)."
   type        = bool
   default     = false
+  nullable    = false
 }
 
 variable "tags" {

@@ -1,12 +1,11 @@
-data "aws_region" "current" {}
-
 locals {
+  # Every name another module must know before its resource exists is built here alone and passed
+  # down: IAM scopes the Lambda role to the endpoint and the operator to the function's alias.
   endpoint_name        = "${var.name_prefix}-endpoint"
   lambda_function_name = "${var.name_prefix}-inference"
+  lambda_alias_name    = "live"
   # Serving (endpoint, autoscaling, Lambda) exists only once training has produced an artifact.
   serve = var.model_artifact != null
-  # The AWS PyTorch inference container of the region (Deep Learning Containers account).
-  default_image_uri = "763104351884.dkr.ecr.${data.aws_region.current.name}.amazonaws.com/pytorch-inference:2.6.0-cpu-py312-ubuntu22.04-sagemaker"
 }
 
 module "data_bucket" {
@@ -22,10 +21,12 @@ module "iam" {
 
   name_prefix                      = var.name_prefix
   bucket_arn                       = module.data_bucket.bucket_arn
+  prefixes                         = module.data_bucket.prefixes
   kms_key_arn                      = module.data_bucket.kms_key_arn
   endpoint_name                    = local.endpoint_name
   lambda_function_name             = local.lambda_function_name
-  lambda_tracing_enabled           = var.inference_lambda.tracing_enabled
+  lambda_alias                     = local.lambda_alias_name
+  lambda_tracing_enabled           = try(var.inference_lambda.tracing_enabled, null)
   create_training_instance_profile = var.create_training_instance
   operator_principals              = var.operator_principals
 }
@@ -42,18 +43,21 @@ module "training_instance" {
   }
 }
 
+# The settings pass through as given (null where unset): the endpoint and inference_lambda
+# modules alone type, default and validate them.
 module "endpoint" {
   source = "../endpoint"
   count  = local.serve ? 1 : 0
 
   name_prefix        = var.name_prefix
+  endpoint_name      = local.endpoint_name
   model_data_url     = var.model_artifact.model_data_url
   model_version      = var.model_artifact.training_job_name
-  image_uri          = coalesce(var.endpoint.image_uri, local.default_image_uri)
+  image_uri          = try(var.endpoint.image_uri, null)
   execution_role_arn = module.iam.sagemaker_execution_role_arn
   kms_key_arn        = module.data_bucket.kms_key_arn
-  variant            = var.endpoint.variant
-  autoscaling        = var.endpoint.autoscaling
+  variant            = try(var.endpoint.variant, null)
+  autoscaling        = try(var.endpoint.autoscaling, null)
 }
 
 module "inference_lambda" {
@@ -61,10 +65,11 @@ module "inference_lambda" {
   count  = local.serve ? 1 : 0
 
   function_name   = local.lambda_function_name
+  alias_name      = local.lambda_alias_name
   zip_path        = var.lambda_zip_path
   role_arn        = module.iam.lambda_role_arn
   endpoint_name   = module.endpoint[0].endpoint_name
-  top_k           = var.inference_lambda.top_k
-  concurrency     = var.inference_lambda.concurrency
-  tracing_enabled = var.inference_lambda.tracing_enabled
+  top_k           = try(var.inference_lambda.top_k, null)
+  concurrency     = try(var.inference_lambda.concurrency, null)
+  tracing_enabled = try(var.inference_lambda.tracing_enabled, null)
 }

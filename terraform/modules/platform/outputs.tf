@@ -50,5 +50,6 @@ output "operator_role_arn" {
 
 output "code_prefix" {
   description = "Bucket prefix where the pipeline stages job source."
-  value       = module.iam.code_prefix
+  # Without the slash, as the SageMaker SDK's default_bucket_prefix takes it.
+  value = trimsuffix(module.data_bucket.prefixes.code, "/")
 }

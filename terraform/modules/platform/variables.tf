@@ -52,41 +52,20 @@ variable "create_training_instance" {
   default     = false
 }
 
+# Typed, defaulted and validated once, in the endpoint and inference_lambda modules (Terraform has
+# no shared types): a second typed copy here had to repeat every default, and its optional
+# attribute defaults also replaced an explicit null (concurrency.reserved = null: no reservation).
+# Settings are checked once serving exists, as the modules that use them exist only then.
 variable "endpoint" {
-  description = "Endpoint settings: image (null: the PyTorch inference image of the region), variant and autoscaling (see the endpoint module)."
-  type = object({
-    image_uri = optional(string)
-    variant = optional(object({
-      name                   = optional(string, "primary")
-      instance_type          = optional(string, "ml.m5.large")
-      initial_instance_count = optional(number, 1)
-    }), {})
-    autoscaling = optional(object({
-      min_capacity                    = optional(number, 1)
-      max_capacity                    = optional(number, 4)
-      target_invocations_per_instance = optional(number, 1000)
-      scale_in_cooldown_seconds       = optional(number, 300)
-      scale_out_cooldown_seconds      = optional(number, 60)
-      disable_scale_in                = optional(bool, false)
-    }), {})
-  })
-  default = {}
+  description = "Endpoint settings: image_uri (null: the PyTorch inference image of the region), variant and autoscaling, as the endpoint module's variables of those names."
+  type        = any
+  default     = {}
 }
 
 variable "inference_lambda" {
-  description = "Lambda settings: top-k, reserved concurrency (null: no reservation), provisioned concurrency, tracing (see the inference_lambda module)."
-  type = object({
-    top_k           = optional(number, 5)
-    tracing_enabled = optional(bool, false)
-    concurrency = optional(object({
-      # No default here: an optional attribute's default also replaces an explicit null, and
-      # null must stay "no reservation" (new accounts cannot reserve any). The env roots reserve
-      # 10 unless it is set to null.
-      reserved    = optional(number)
-      provisioned = optional(number, 2)
-    }), {})
-  })
-  default = {}
+  description = "Lambda settings: top_k, concurrency (reserved null: no reservation; provisioned) and tracing_enabled, as the inference_lambda module's variables of those names."
+  type        = any
+  default     = {}
 }
 
 variable "operator_principals" {

@@ -55,8 +55,8 @@ run "bucket_is_protected_and_encrypted" {
   }
 
   assert {
-    condition     = output.prefixes == { data = "data/", jobs = "jobs/", checkpoints = "checkpoints/" }
-    error_message = "The module must publish the data/, jobs/ and checkpoints/ prefixes."
+    condition     = output.prefixes == { data = "data/", jobs = "jobs/", checkpoints = "checkpoints/", code = "code/" }
+    error_message = "The module must publish the data/, jobs/, checkpoints/ and code/ prefixes."
   }
 }
 

@@ -5,6 +5,7 @@ mock_provider "aws" {
 
 variables {
   name_prefix        = "breedops-test"
+  endpoint_name      = "breedops-test-endpoint"
   model_data_url     = "s3://breedops-test-data-123456789012/jobs/train-001/output/model.tar.gz"
   model_version      = "train-001"
   execution_role_arn = "arn:aws:iam::123456789012:role/breedops-test-sagemaker-execution"
@@ -59,6 +60,36 @@ run "autoscaling_targets_the_variant" {
   assert {
     condition     = aws_sagemaker_model.this.primary_container[0].model_data_url == var.model_data_url
     error_message = "The model must serve the artifact's model data."
+  }
+}
+
+# The platform module passes unset settings as null: they must mean the defaults.
+run "null_settings_are_the_defaults" {
+  command = plan
+
+  variables {
+    variant     = null
+    autoscaling = null
+  }
+
+  assert {
+    condition = (
+      aws_sagemaker_endpoint_configuration.this.production_variants[0].variant_name == "primary" &&
+      aws_sagemaker_endpoint_configuration.this.production_variants[0].instance_type == "ml.m5.large" &&
+      aws_sagemaker_endpoint_configuration.this.production_variants[0].initial_instance_count == 1 &&
+      aws_appautoscaling_target.this.min_capacity == 1 && aws_appautoscaling_target.this.max_capacity == 4
+    )
+    error_message = "A null variant or autoscaling must take the module's defaults."
+  }
+
+  assert {
+    condition     = aws_sagemaker_model.this.primary_container[0].image == "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.6.0-cpu-py312-ubuntu22.04-sagemaker"
+    error_message = "Without image_uri the model must run the PyTorch inference image of the provider's region."
+  }
+
+  assert {
+    condition     = aws_sagemaker_endpoint.this.name == "breedops-test-endpoint"
+    error_message = "The endpoint must take the name it is given, the one IAM was scoped to."
   }
 }
 

@@ -9,6 +9,8 @@ variables {
   kms_key_arn          = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
   endpoint_name        = "breedops-test-endpoint"
   lambda_function_name = "breedops-test-inference"
+  lambda_alias         = "live"
+  prefixes             = { data = "data/", jobs = "jobs/", checkpoints = "checkpoints/", code = "code/" }
 }
 
 run "no_wildcard_actions_and_sid_everywhere" {
@@ -177,6 +179,40 @@ run "operator_is_limited_to_project_prefix_and_passrole_condition" {
   }
 }
 
+# The layout is the data_bucket module's: another set of prefixes must move every S3 grant with it.
+run "s3_grants_follow_the_given_prefixes" {
+  command = apply
+
+  variables {
+    prefixes = { data = "in/", jobs = "out/", checkpoints = "ckpt/", code = "src/" }
+  }
+
+  assert {
+    condition = one([
+      for s in data.aws_iam_policy_document.s3_training.statement : s if s.sid == "WriteJobsAndCheckpoints"
+      ]).resources == toset([
+      "arn:aws:s3:::breedops-test-data-123456789012/out/*",
+      "arn:aws:s3:::breedops-test-data-123456789012/ckpt/*",
+    ])
+    error_message = "Training must write under the given jobs and checkpoints prefixes."
+  }
+
+  assert {
+    condition = toset(flatten([
+      for s in data.aws_iam_policy_document.operator.statement : [for c in s.condition : c.values]
+      if s.sid == "ListBucketByPrefix"
+    ])) == toset(["in/*", "out/*", "src", "src/*"])
+    error_message = "The operator must list only the given data, jobs and code prefixes (and probe the code prefix itself)."
+  }
+
+  assert {
+    condition = one([
+      for s in data.aws_iam_policy_document.sagemaker_execution.statement : s if s.sid == "ReadJobSource"
+    ]).resources == toset(["arn:aws:s3:::breedops-test-data-123456789012/src/*"])
+    error_message = "The execution role must read job source under the given code prefix."
+  }
+}
+
 run "operator_role_trusts_exactly_the_given_principals" {
   command = apply
 
@@ -286,4 +322,12 @@ run "reject_invalid_lambda_function_name" {
     lambda_function_name = "bad name"
   }
   expect_failures = [var.lambda_function_name]
+}
+
+run "reject_prefix_without_slash" {
+  command = plan
+  variables {
+    prefixes = { data = "data", jobs = "jobs/", checkpoints = "checkpoints/", code = "code/" }
+  }
+  expect_failures = [var.prefixes]
 }

@@ -8,6 +8,7 @@ variables {
   zip_path      = "tests/fixtures/stand_in_lambda.zip"
   role_arn      = "arn:aws:iam::123456789012:role/breedops-test-inference-lambda"
   endpoint_name = "breedops-test-endpoint"
+  alias_name    = "live"
   concurrency = {
     reserved    = 8
     provisioned = 3

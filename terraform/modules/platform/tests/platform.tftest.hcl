@@ -87,8 +87,9 @@ run "reject_uppercase_name_prefix" {
   expect_failures = [var.name_prefix]
 }
 
-# An optional attribute's default also replaces an explicit null, so a default of 10 here made
-# null (no reservation, the only choice on a new account) impossible to pass through.
+# The settings pass through untyped; an explicit null must reach the inference_lambda module as
+# null (no reservation, the only choice on a new account), where a typed copy's optional default
+# once replaced it.
 run "reserved_concurrency_null_is_no_reservation" {
   command = plan
 
@@ -104,21 +105,29 @@ run "reserved_concurrency_null_is_no_reservation" {
   }
 
   assert {
-    condition     = var.inference_lambda.concurrency.reserved == null && var.inference_lambda.concurrency.provisioned == 1
+    condition     = module.inference_lambda[0].concurrency.reserved == null && module.inference_lambda[0].concurrency.provisioned == 1
     error_message = "An explicit null reserved concurrency must reach the inference_lambda module as null."
-  }
-
-  assert {
-    condition     = length(module.inference_lambda) == 1
-    error_message = "A function without a reservation must still be planned."
   }
 }
 
-run "reserved_concurrency_omitted_is_no_reservation" {
+run "omitted_settings_get_the_modules_defaults" {
   command = plan
 
+  variables {
+    model_artifact = {
+      model_data_url    = "s3://breedops-test-data-123456789012/jobs/train-001/output/model.tar.gz"
+      training_job_name = "train-001"
+      training_job_arn  = "arn:aws:sagemaker:us-east-1:123456789012:training-job/train-001"
+    }
+  }
+
   assert {
-    condition     = var.inference_lambda.concurrency.reserved == null && var.inference_lambda.concurrency.provisioned == 2
+    condition     = module.inference_lambda[0].concurrency.reserved == null && module.inference_lambda[0].concurrency.provisioned == 2
     error_message = "The platform module reserves nothing by default, as the inference_lambda module; the env roots choose 10."
+  }
+
+  assert {
+    condition     = module.endpoint[0].autoscaling_resource_id == "endpoint/breedops-test-endpoint/variant/primary"
+    error_message = "Without endpoint settings the endpoint module's default variant must serve."
   }
 }
