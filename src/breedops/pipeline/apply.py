@@ -182,9 +182,9 @@ def _data(options: PipelineOptions) -> Stage:
         # What the EC2 training instance's user data downloads and runs.
         source_uri = upload_training_source(boto3.client("s3"), bucket)
         weights_uri = upload_weights(Path(options.weights), bucket) if options.weights else None
-        return {"dataset": name, "weights_uri": weights_uri, "dataset_dir": str(root), "dataset_hash": hash_files([root]),
+        return {"dataset": name, "dataset_dir": str(root), "dataset_hash": hash_files([root]),
                 "dataset_uri": f"s3://{bucket}/data/{name}/", "training_source_uri": source_uri,
-                "uploaded": uploaded, "unchanged": unchanged}
+                "weights_uri": weights_uri, "uploaded": uploaded, "unchanged": unchanged}
 
     hint = ("for digits, check scikit-learn is installed (make setup); for a folder, it needs "
             "train/ valid/ test/ with the same class folders in each")
