@@ -238,7 +238,8 @@ def add_arguments(group: argparse._ActionsContainer, defaults: dict[str, Any] | 
     """One flag per hyperparameter; `defaults` None: every flag defaults to None (unset)."""
     for hp in SCHEMA:
         default = None if defaults is None else defaults[hp.name]
-        group.add_argument(hp.flag, dest=hp.name, type=argparse_type(hp.parse, hp.kind.__name__),
-                           default=default, choices=hp.choices,
+        # A choice is argparse's to check: its message lists them ("invalid choice: ...").
+        kind = None if hp.choices else argparse_type(hp.parse, hp.kind.__name__)
+        group.add_argument(hp.flag, dest=hp.name, type=kind, default=default, choices=hp.choices,
                            metavar=hp.kind.__name__.upper() if hp.choices is None else None,
                            help=hp.help if defaults is None else f"{hp.help} (default: {default})")
