@@ -6,8 +6,9 @@ the tuner searches it, its range. The entry point's flags, `breedops train/tune`
 jobs' wire form and the tuning job's ranges are all derived from `SCHEMA`. A preset changes
 defaults and ranges for a dataset; the defaults of the entries are the digits demo's.
 
-Torch-free and a leaf: the pipeline fingerprints job requests on every run, and the training
-job's staged source carries this module.
+Torch-free, and of breedops it imports only the architecture names (`modeling.architectures`
+imports torch when a model is built, not before): the pipeline fingerprints job requests on
+every run without paying for torch, and nothing that imports this module drags in the rest.
 """
 
 from __future__ import annotations
