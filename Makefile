@@ -21,6 +21,10 @@ DATASET ?= digits
 TRIALS ?= 4
 PARALLEL ?= 2
 EPOCHS ?=
+# Hyperparameter preset (default: the dataset's; a folder gets digits') and a local pretrained
+# weights file for the jobs (default: torchvision downloads them).
+PRESET ?=
+WEIGHTS ?=
 
 # The stamp's name carries a hash of the pins, so `make setup` reinstalls exactly when they change.
 SETUP_STAMP := $(VENV)/.setup-$(shell cat requirements.lock pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
@@ -109,7 +113,8 @@ plan: setup check-terraform lambda $(if $(filter local,$(ENV)),up)
 .PHONY: apply  ## run the whole pipeline: base, data, tuning, training, serving, smoke test
 apply: venv check-terraform lambda
 	$(PY) -m breedops pipeline apply --env $(ENV) --dataset $(DATASET) --trials $(TRIALS) \
-	  --parallel-trials $(PARALLEL) $(if $(EPOCHS),--epochs $(EPOCHS))
+	  --parallel-trials $(PARALLEL) $(if $(EPOCHS),--epochs $(EPOCHS)) \
+	  $(if $(PRESET),--preset $(PRESET)) $(if $(WEIGHTS),--weights $(WEIGHTS))
 
 .PHONY: destroy  ## destroy serving and base resources (the data bucket stays unless FORCE=1)
 destroy: venv check-terraform

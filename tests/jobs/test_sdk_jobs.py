@@ -17,10 +17,11 @@ import boto3
 import pytest
 import torch
 
+from breedops.hyperparameters import DIGITS, fixed, preset
 from breedops.jobs import workflow
 from breedops.jobs.metrics import METRIC_DEFINITIONS, OBJECTIVE_METRIC
 from breedops.jobs.sagemaker_backend import SageMakerBackend, SageMakerJobError
-from breedops.jobs.spec import HyperParameters, ParameterRanges, TrainingRequest, TuningRequest
+from breedops.jobs.spec import HyperParameters, TrainingRequest, TuningRequest
 from breedops.settings import artifacts_file
 
 pytestmark = [pytest.mark.emulator, pytest.mark.slow]
@@ -123,7 +124,7 @@ def test_tune_runs_trials_that_keep_their_own_checkpoints(
     training = TrainingRequest(bucket=digits_bucket, dataset="digits", role_arn=execution_role,
                                hyperparameters=TINY)
     result = backend.tune(TuningRequest(training=training, max_jobs=2, max_parallel_jobs=2,
-                                        ranges=ParameterRanges(epochs=(1, 1))))
+                                        ranges=fixed(preset(DIGITS).search_ranges(), epochs=1)))
 
     trials = backend.sagemaker.list_training_jobs_for_hyper_parameter_tuning_job(
         HyperParameterTuningJobName=result.tuning_job_name)["TrainingJobSummaries"]

@@ -109,16 +109,20 @@ def test_write_artifact_refuses_a_model_missing_from_s3(s3, tmp_path: Path) -> N
     assert read_artifact("local") == before
 
 
-def test_job_requests_are_built_without_importing_torch() -> None:
+def test_job_requests_are_built_without_importing_torch_or_the_training_code() -> None:
     """The pipeline fingerprints its job requests on every run, a no-op one too: checking an
-    architecture's name must not cost torch's import (seconds)."""
+    architecture's name must not cost torch's import (seconds), and the defaults come from the
+    hyperparameter schema, not from the entry point."""
     import subprocess
     import sys
 
     code = ("import sys\n"
-            "from breedops.jobs.spec import HyperParameters, ParameterRanges\n"
-            "repr((HyperParameters(arch='resnet34'), ParameterRanges()))\n"
-            "print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))\n")
+            "from breedops.jobs.spec import HyperParameters, TrainingRequest, TuningRequest\n"
+            "training = TrainingRequest(bucket='b', dataset='dog-images', role_arn='r',\n"
+            "    hyperparameters=HyperParameters.of_preset('dog-images', arch='resnet34'))\n"
+            "repr(TuningRequest(training=training))\n"
+            "print(sorted(m for m in ('torch', 'torchvision', 'breedops.training')\n"
+            "             if m in sys.modules))\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=120, check=True)
     assert result.stdout.strip() == "[]"

@@ -77,15 +77,11 @@ def tuning_wall_time(data_dir: Path, max_jobs: int = 2, max_parallel_jobs: int =
     """
     import boto3
 
+    from breedops import hyperparameters
     from breedops.bench.serving import local_services
     from breedops.data.upload import upload_dataset
     from breedops.jobs.sagemaker_backend import SageMakerBackend
-    from breedops.jobs.spec import (
-        HyperParameters,
-        ParameterRanges,
-        TrainingRequest,
-        TuningRequest,
-    )
+    from breedops.jobs.spec import HyperParameters, TrainingRequest, TuningRequest
 
     with tempfile.TemporaryDirectory(prefix="breedops-bench-tune-") as tmp, \
             local_services(Path(tmp)):
@@ -103,7 +99,9 @@ def tuning_wall_time(data_dir: Path, max_jobs: int = 2, max_parallel_jobs: int =
             started = time.perf_counter()
             # The default search space trains 4-6 epochs a trial: the bench fixes the epochs.
             result = SageMakerBackend().tune(TuningRequest(
-                training=training, ranges=ParameterRanges(epochs=(epochs, epochs)),
+                training=training, ranges=hyperparameters.fixed(
+                    hyperparameters.preset(hyperparameters.DIGITS).search_ranges(),
+                    epochs=epochs),
                 max_jobs=max_jobs, max_parallel_jobs=max_parallel_jobs))
             wall_s = time.perf_counter() - started
         finally:

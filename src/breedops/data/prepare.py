@@ -145,7 +145,8 @@ def download(url: str, target: Path, sha256: str | None = None) -> None:
     except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
         raise DatasetError(
             f"cannot download {url}: {e}. The machine may be offline; download the archive "
-            f"elsewhere and run `breedops data prepare --dataset <extracted folder>`"
+            f"elsewhere, unzip it and use the folder: `make apply DATASET=<folder>/dogImages "
+            f"PRESET={DOG_IMAGES}` (`breedops data prepare --dataset <folder>` prepares it alone)"
         ) from e
     if sha256 is not None and (actual := file_sha256(target)) != sha256:
         target.unlink()

@@ -63,3 +63,25 @@ def upload_dataset(dataset_dir: Path, bucket: str, dataset: str, s3: Any = None,
     LOG.info("s3://%s/%s: uploaded %d file(s), %d unchanged", bucket, prefix, len(todo),
              len(files) - len(todo))
     return len(todo), len(files) - len(todo)
+
+
+# Under data/ (the operator writes it, the execution role reads it), named by content so that
+# a job's weights channel never holds two files and a new file never replaces an old job's.
+WEIGHTS_PREFIX = "data/_weights"
+
+
+def upload_weights(path: Path, bucket: str, s3: Any = None) -> str:
+    """Upload a pretrained weights file, unless there; return its folder's S3 URI (a job's
+    weights channel)."""
+    import boto3
+    from botocore.exceptions import ClientError
+
+    s3 = s3 or boto3.client("s3")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    prefix = f"{WEIGHTS_PREFIX}/{digest}/"
+    try:
+        s3.head_object(Bucket=bucket, Key=prefix + path.name)
+    except ClientError:
+        s3.upload_file(str(path), bucket, prefix + path.name)
+        LOG.info("uploaded the weights %s to s3://%s/%s", path, bucket, prefix)
+    return f"s3://{bucket}/{prefix}"

@@ -6,9 +6,8 @@ import argparse
 import dataclasses
 from typing import Any
 
+from breedops import hyperparameters
 from breedops.errors import ConfigurationError
-
-HP_FLAGS = ("lr", "batch_size", "epochs", "arch", "pretrained", "image_size", "hflip", "seed")
 
 
 def terraform_output(env: str, name: str) -> Any:
@@ -33,11 +32,6 @@ def use_emulator_when_local(env: str) -> None:
         use_environment()
 
 
-def _bool(value: str) -> bool:
-    from breedops.training.train import str2bool
-    return str2bool(value)
-
-
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--env", default="local", choices=["local", "aws"],
                         help="local: the emulator, which runs the jobs; aws: SageMaker (default: local)")
@@ -47,21 +41,21 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", default="digits", help="dataset under data/ (default: digits)")
     parser.add_argument("--instance-type", default=None, help="SageMaker instance type")
     parser.add_argument("--instance-count", type=int, default=1, help="instances (DDP when > 1)")
-    parser.add_argument("--spot", type=_bool, default=True, help="managed spot (default: true)")
+    parser.add_argument("--spot", type=hyperparameters.boolean, default=True,
+                        help="managed spot (default: true)")
     parser.add_argument("--max-run-s", type=int, default=3600, help="max run seconds")
     parser.add_argument("--max-wait-s", type=int, default=7200,
                         help="max wait seconds, spot waits included (> max run)")
-    hp = parser.add_argument_group("hyperparameters (defaults: the digits demo)")
-    defaults = _hyperparameter_defaults()
-    for name in HP_FLAGS:
-        kind = type(defaults[name])
-        hp.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None,
-                        type=_bool if kind is bool else kind, help=f"default {defaults[name]}")
+    parser.add_argument("--preset", choices=hyperparameters.PRESETS, default=None,
+                        help="hyperparameter defaults and ranges (default: the dataset's own "
+                             "for digits and dog-images, digits for a folder)")
+    hp = parser.add_argument_group("hyperparameters (defaults: the preset's)")
+    hyperparameters.add_arguments(hp, defaults=None)
 
 
-def _hyperparameter_defaults() -> dict[str, Any]:
-    from breedops.jobs.spec import HyperParameters
-    return {field.name: field.default for field in dataclasses.fields(HyperParameters)}
+def preset_of(args: argparse.Namespace) -> str:
+    """The preset asked for, else the dataset's."""
+    return args.preset or hyperparameters.preset_for_dataset(args.dataset)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -82,8 +76,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _request(args: argparse.Namespace, base=None):
     from breedops.jobs.spec import DEFAULT_INSTANCE_TYPE, HyperParameters, TrainingRequest
 
-    base = base or HyperParameters()
-    overrides = {k: getattr(args, k) for k in HP_FLAGS if getattr(args, k) is not None}
+    base = base or HyperParameters.of_preset(preset_of(args))
+    overrides = {hp.name: getattr(args, hp.name) for hp in hyperparameters.SCHEMA
+                 if getattr(args, hp.name) is not None}
     local = args.env == "local"
     return TrainingRequest(
         bucket=args.bucket or terraform_output(args.env, "bucket_name"),
@@ -101,8 +96,9 @@ def tune_command(args: argparse.Namespace) -> int:
     from breedops.jobs.spec import TuningRequest
 
     use_emulator_when_local(args.env)
-    request = TuningRequest(training=_request(args), max_jobs=args.max_jobs,
-                            max_parallel_jobs=args.max_parallel_jobs)
+    request = TuningRequest(training=_request(args),
+                            ranges=hyperparameters.preset(preset_of(args)).search_ranges(),
+                            max_jobs=args.max_jobs, max_parallel_jobs=args.max_parallel_jobs)
     backend = workflow.get_backend(args.env)
     result = workflow.tune(args.env, backend, request)
     print(f"tuning job {result.tuning_job_name}: best {result.best.job_name} "

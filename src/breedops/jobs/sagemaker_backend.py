@@ -22,9 +22,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from breedops import interrupts
+from breedops import hyperparameters, interrupts
 from breedops.errors import BreedopsError
-from breedops.jobs import naming
+from breedops.jobs import naming, staged_source
 from breedops.jobs.metrics import (
     METRIC_DEFINITIONS,
     OBJECTIVE_METRIC,
@@ -36,6 +36,7 @@ from breedops.jobs.spec import (
     FRAMEWORK_VERSION,
     PY_VERSION,
     TRIAL_STATIC_HYPERPARAMETERS,
+    WEIGHTS_CHANNEL,
     HyperParameters,
     TrainingRequest,
     TrainingResult,
@@ -50,15 +51,11 @@ VOLUME_SIZE_GB = 30
 POLL_SECONDS = 5
 VALIDATE_ROLE_VARIABLE = "SAGEMAKER_VALIDATE_ROLE"
 TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
-PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 ENTRY_SCRIPT = "train_entry.py"
-# What the entry point imports, relative to the breedops package (nothing that needs boto3).
-STAGED_FILES = ("errors.py", "data/__init__.py", "data/layout.py", "modeling/*.py",
-                "training/*.py", "serving/inference.py")
-ENTRY_SOURCE = '''"""SageMaker entry point: the container runs this from /opt/ml/code (on sys.path)."""
+ENTRY_SOURCE = f'''"""SageMaker entry point: the container runs this from /opt/ml/code (on sys.path)."""
 import sys
 
-from breedops.training.train import main
+from {staged_source.ENTRY_MODULE} import main
 
 if __name__ == "__main__":
     sys.exit(main())
@@ -110,11 +107,10 @@ def stage_source_dir(target: Path) -> Path:
     package = target / "breedops"
     package.mkdir(parents=True, exist_ok=True)
     (package / "__init__.py").write_text('"""breedops, as staged for a training job."""\n')
-    for pattern in STAGED_FILES:
-        for source in sorted(PACKAGE_ROOT.glob(pattern)):
-            destination = package / source.relative_to(PACKAGE_ROOT)
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, destination)
+    for relative in staged_source.staged_files():
+        destination = package / relative
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(staged_source.PACKAGE_ROOT / relative, destination)
     (target / ENTRY_SCRIPT).write_text(ENTRY_SOURCE)
     (target / "requirements.txt").write_text(REQUIREMENTS)
     return target
@@ -195,16 +191,20 @@ class SageMakerBackend:
         return trainer.with_metric_definitions(_metric_definitions())
 
     def input_data(self, request: TrainingRequest) -> list:
-        """The three channels; `train` sharded by S3 key across several instances."""
+        """The three channels, `train` sharded by S3 key across several instances, and the
+        pretrained weights' channel when the request brings a weights file."""
         from sagemaker.core.shapes import Channel, DataSource, S3DataSource
 
+        uris = {channel: request.channel_uri(channel) for channel in CHANNELS}
+        if request.weights_uri:
+            uris[WEIGHTS_CHANNEL] = request.weights_uri
         return [
             Channel(channel_name=channel, input_mode="File", data_source=DataSource(
                 s3_data_source=S3DataSource(
-                    s3_data_type="S3Prefix", s3_uri=request.channel_uri(channel),
+                    s3_data_type="S3Prefix", s3_uri=uri,
                     s3_data_distribution_type=distribution_type(channel,
                                                                 request.instance_count))))
-            for channel in CHANNELS
+            for channel, uri in uris.items()
         ]
 
     def submit_training(self, request: TrainingRequest, job_name: str | None = None,
@@ -313,12 +313,10 @@ class SageMakerBackend:
     def submit_tuning(self, request: TuningRequest, job_name: str | None = None,
                       wait: bool = False) -> str:
         """Create a Bayesian tuning job over the ranges; return its name."""
-        from sagemaker.core.parameter import ContinuousParameter, IntegerParameter
         from sagemaker.train.tuner import HyperparameterTuner
 
         job_name = job_name or naming.job_name("tune", naming.TUNING_JOB_NAME_MAX,
                                                request.training.name_prefix)
-        ranges = request.ranges
         tuner = HyperparameterTuner(
             model_trainer=self.model_trainer(request.training, job_name,
                                              self._stage_source(request.training, job_name),
@@ -326,10 +324,7 @@ class SageMakerBackend:
             objective_metric_name=OBJECTIVE_METRIC,
             objective_type=OBJECTIVE_TYPE,
             metric_definitions=[dict(d) for d in METRIC_DEFINITIONS],
-            hyperparameter_ranges={
-                "lr": ContinuousParameter(*ranges.lr, scaling_type="Logarithmic"),
-                "batch-size": IntegerParameter(*ranges.batch_size),
-                "epochs": IntegerParameter(*ranges.epochs)},
+            hyperparameter_ranges=sdk_ranges(request.ranges),
             strategy="Bayesian",
             max_jobs=request.max_jobs,
             max_parallel_jobs=request.max_parallel_jobs,
@@ -419,6 +414,26 @@ def _status_or_none(describe: Callable[[], str]) -> str | None:
         if e.response["Error"]["Code"] in ("ValidationException", "ResourceNotFound"):
             return None
         raise
+
+
+def sdk_ranges(ranges: dict[str, hyperparameters.Range]) -> dict[str, Any]:
+    """The tuner's ranges as the SDK's parameters, by SageMaker hyperparameter name."""
+    from sagemaker.core.parameter import (
+        CategoricalParameter,
+        ContinuousParameter,
+        IntegerParameter,
+    )
+
+    parameters = {}
+    for name, search in ranges.items():
+        hp = hyperparameters.hyperparameter(name)
+        if isinstance(search, hyperparameters.Choice):
+            parameter = CategoricalParameter([hp.format(v) for v in search.values])
+        else:
+            kind = ContinuousParameter if hp.kind is float else IntegerParameter
+            parameter = kind(search.low, search.high, scaling_type=search.scaling)
+        parameters[hp.wire_name] = parameter
+    return parameters
 
 
 def _metric_definitions() -> list:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
+from typing import Any
 
 from breedops.errors import ConfigurationError
+from breedops.hyperparameters import DIGITS, SCHEMA, Range, check_range, preset
 from breedops.settings import DEFAULT_CODE_PREFIX, DEFAULT_PROJECT
-from breedops.training.train import DEFAULTS
 
 CHANNELS = ("train", "valid", "test")
+# The optional channel that brings a pretrained weights file (the entry point's --weights).
+WEIGHTS_CHANNEL = "weights"
 DEFAULT_INSTANCE_TYPE = "ml.g4dn.xlarge"
 DEFAULT_MAX_RUN_S = 3600
 DEFAULT_MAX_WAIT_S = 7200
@@ -21,49 +24,48 @@ PY_VERSION = "py311"
 TRIAL_STATIC_HYPERPARAMETERS = {"onnx": "false"}
 
 
-@dataclass(frozen=True)
-class HyperParameters:
-    """The training script's hyperparameters; the defaults are the digits demo's."""
-
-    lr: float = DEFAULTS["lr"]
-    batch_size: int = DEFAULTS["batch_size"]
-    epochs: int = DEFAULTS["epochs"]
-    arch: str = DEFAULTS["arch"]
-    pretrained: bool = DEFAULTS["pretrained"]
-    image_size: int = DEFAULTS["image_size"]
-    hflip: bool = DEFAULTS["hflip"]
-    seed: int = DEFAULTS["seed"]
+class _HyperParameterValues:
+    """What `HyperParameters` does besides holding the schema's fields."""
 
     def __post_init__(self) -> None:
-        from breedops.modeling.architectures import ARCHITECTURES  # torch: only when used
+        for hp in SCHEMA:
+            try:
+                hp.check(getattr(self, hp.name))
+            except ValueError as e:
+                raise ConfigurationError(str(e)) from e
 
-        if self.arch not in ARCHITECTURES:
-            raise ConfigurationError(
-                f"unknown architecture {self.arch!r}; choose one of {', '.join(ARCHITECTURES)}")
-        for name in ("lr", "batch_size", "epochs", "image_size"):
-            if not getattr(self, name) > 0:
-                raise ConfigurationError(f"{name} must be positive, got {getattr(self, name)}")
+    @classmethod
+    def of_preset(cls, name: str, **overrides: Any) -> HyperParameters:
+        """The preset's values, with `overrides`."""
+        try:
+            defaults = preset(name).default_values()
+        except ValueError as e:
+            raise ConfigurationError(str(e)) from e
+        return cls(**{**defaults, **overrides})
 
     def as_strings(self) -> dict[str, str]:
         """SageMaker's wire form: the flag names without dashes, every value a string."""
-        return {name.replace("_", "-"): _format(value) for name, value in self.__dict__.items()}
+        return {hp.wire_name: hp.format(getattr(self, hp.name)) for hp in SCHEMA}
 
     @classmethod
     def from_strings(cls, values: dict[str, str]) -> HyperParameters:
         """Parse the wire form back (unknown keys, such as SageMaker's own, are ignored)."""
         kwargs = {}
-        for name, default in cls().__dict__.items():
-            raw = values.get(name.replace("_", "-"), values.get(name))
-            if raw is None:
-                continue
-            raw = str(raw).strip('"')
-            kwargs[name] = (raw.lower() == "true") if isinstance(default, bool) else type(
-                default)(float(raw) if isinstance(default, int) else raw)
+        for hp in SCHEMA:
+            raw = values.get(hp.wire_name, values.get(hp.name))
+            if raw is not None:
+                try:
+                    kwargs[hp.name] = hp.parse(raw)
+                except ValueError as e:
+                    raise ConfigurationError(str(e)) from e
         return cls(**kwargs)
 
 
-def _format(value: object) -> str:
-    return str(value).lower() if isinstance(value, bool) else str(value)
+# The training script's hyperparameters: one field per schema entry, the defaults the digits
+# demo's (`HyperParameters.of_preset` for another dataset's).
+HyperParameters = make_dataclass(
+    "HyperParameters", [(hp.name, hp.kind, field(default=hp.default)) for hp in SCHEMA],
+    bases=(_HyperParameterValues,), frozen=True)
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,8 @@ class TrainingRequest:
     name_prefix: str = DEFAULT_PROJECT
     # Where the SDK stages the job's source: the operator writes it, the execution role reads it.
     code_prefix: str = DEFAULT_CODE_PREFIX
+    # An S3 prefix holding one pretrained weights file, given to the job as its weights channel.
+    weights_uri: str | None = None
 
     def __post_init__(self) -> None:
         if self.instance_count < 1:
@@ -108,29 +112,22 @@ class TrainingRequest:
 
 
 @dataclass(frozen=True)
-class ParameterRanges:
-    """The tuner's search space: learning rate (log scale), batch size and epochs."""
-
-    lr: tuple[float, float] = (2e-3, 8e-3)
-    batch_size: tuple[int, int] = (32, 96)
-    epochs: tuple[int, int] = (4, 6)
-
-    def __post_init__(self) -> None:
-        for name, (low, high) in self.__dict__.items():
-            if not 0 < low <= high:
-                raise ConfigurationError(f"range for {name} must satisfy 0 < low <= high")
-
-
-@dataclass(frozen=True)
 class TuningRequest:
     """A tuning job: a base training request, the ranges and the trial budget."""
 
     training: TrainingRequest
-    ranges: ParameterRanges = field(default_factory=ParameterRanges)
+    # Hyperparameter name -> its search range (`hyperparameters.Preset.search_ranges`).
+    ranges: dict[str, Range] = field(
+        default_factory=lambda: preset(DIGITS).search_ranges())
     max_jobs: int = 4
     max_parallel_jobs: int = 2
 
     def __post_init__(self) -> None:
+        for name, search in self.ranges.items():
+            try:
+                check_range(name, search)
+            except ValueError as e:
+                raise ConfigurationError(str(e)) from e
         if not 1 <= self.max_parallel_jobs <= self.max_jobs:
             raise ConfigurationError("need 1 <= max parallel jobs <= max jobs")
 

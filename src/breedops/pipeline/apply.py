@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from breedops import settings
+from breedops import hyperparameters, settings
 from breedops.errors import BreedopsError, ConfigurationError
 from breedops.pipeline.principals import OPERATOR, Principals
 from breedops.pipeline.stages import (
@@ -47,15 +47,28 @@ class PipelineOptions:
     parallel_trials: int = 2
     epochs: int | None = None  # fixes the tuner's epoch range and the final job's epochs
     force: bool = False
+    # Hyperparameter defaults and ranges; None: the dataset's (`preset_for_dataset`).
+    preset: str | None = None
+    # A local pretrained weights file, uploaded and given to the jobs as their weights channel.
+    weights: str | None = None
 
     def __post_init__(self) -> None:
         if self.env not in settings.ENVIRONMENTS:
             raise ConfigurationError(f"unknown env {self.env!r}: use local or aws")
+        if self.preset is not None and self.preset not in hyperparameters.PRESETS:
+            raise ConfigurationError(f"unknown preset {self.preset!r}; choose one of "
+                                     f"{', '.join(hyperparameters.PRESETS)}")
+        if self.weights is not None and not Path(self.weights).is_file():
+            raise ConfigurationError(f"the weights file {self.weights} does not exist")
         if not 1 <= self.parallel_trials <= self.trials:
             raise ConfigurationError(
                 f"need 1 <= parallel trials ({self.parallel_trials}) <= trials ({self.trials})")
         if self.epochs is not None and self.epochs < 1:
             raise ConfigurationError(f"epochs must be at least 1, got {self.epochs}")
+
+    @property
+    def preset_name(self) -> str:
+        return self.preset or hyperparameters.preset_for_dataset(self.dataset)
 
 
 def pipeline_dir(env: str) -> Path:
@@ -151,6 +164,7 @@ def _data(options: PipelineOptions) -> Stage:
         return {
             "dataset": options.dataset,
             "source": hash_files([source]) if source.is_dir() else None,
+            "weights": hash_files([Path(options.weights)]) if options.weights else None,
             "code": code_version("data", "jobs", "training", "modeling", "serving"),
             "bucket": out["terraform_outputs"]["bucket_name"],
         }
@@ -159,7 +173,7 @@ def _data(options: PipelineOptions) -> Stage:
         import boto3
 
         from breedops.data.prepare import prepare
-        from breedops.data.upload import upload_dataset
+        from breedops.data.upload import upload_dataset, upload_weights
         from breedops.jobs.source_bundle import upload_training_source
 
         root = prepare(options.dataset, local_dir)
@@ -167,9 +181,10 @@ def _data(options: PipelineOptions) -> Stage:
         uploaded, unchanged = upload_dataset(root, bucket, name)
         # What the EC2 training instance's user data downloads and runs.
         source_uri = upload_training_source(boto3.client("s3"), bucket)
+        weights_uri = upload_weights(Path(options.weights), bucket) if options.weights else None
         return {"dataset": name, "dataset_dir": str(root), "dataset_hash": hash_files([root]),
                 "dataset_uri": f"s3://{bucket}/data/{name}/", "training_source_uri": source_uri,
-                "uploaded": uploaded, "unchanged": unchanged}
+                "weights_uri": weights_uri, "uploaded": uploaded, "unchanged": unchanged}
 
     hint = ("for digits, check scikit-learn is installed (make setup); for a folder, it needs "
             "train/ valid/ test/ with the same class folders in each")
@@ -181,24 +196,25 @@ def _data(options: PipelineOptions) -> Stage:
 def _training_request(options: PipelineOptions, out: Outputs, **overrides: Any):
     from breedops.jobs.spec import DEFAULT_INSTANCE_TYPE, HyperParameters, TrainingRequest
 
-    hyperparameters = HyperParameters(**overrides)
     if options.epochs is not None:
-        hyperparameters = dataclasses.replace(hyperparameters, epochs=options.epochs)
+        overrides["epochs"] = options.epochs
     tf = out["terraform_outputs"]
     return TrainingRequest(
         bucket=tf["bucket_name"], dataset=out["dataset"],
-        role_arn=tf["sagemaker_execution_role_arn"], hyperparameters=hyperparameters,
+        role_arn=tf["sagemaker_execution_role_arn"],
+        hyperparameters=HyperParameters.of_preset(options.preset_name, **overrides),
         name_prefix=tf["name_prefix"], code_prefix=tf["code_prefix"],
+        weights_uri=out.get("weights_uri"),
         instance_type="ml.m5.large" if options.env == "local" else DEFAULT_INSTANCE_TYPE,
     )
 
 
 def _tuning_request(options: PipelineOptions, out: Outputs):
-    from breedops.jobs.spec import ParameterRanges, TuningRequest
+    from breedops.jobs.spec import TuningRequest
 
-    ranges = ParameterRanges()
+    ranges = hyperparameters.preset(options.preset_name).search_ranges()
     if options.epochs is not None:
-        ranges = dataclasses.replace(ranges, epochs=(options.epochs, options.epochs))
+        ranges = hyperparameters.fixed(ranges, epochs=options.epochs)
     return TuningRequest(training=_training_request(options, out), ranges=ranges,
                          max_jobs=options.trials, max_parallel_jobs=options.parallel_trials)
 
@@ -220,8 +236,8 @@ def _tune(options: PipelineOptions) -> Stage:
                 "best_trial_job_name": result.best.job_name,
                 "best_hyperparameters": result.best.hyperparameters.as_strings()}
 
-    return Stage("tune", f"tuning job: {options.trials} trials, {options.parallel_trials} in "
-                 "parallel", fingerprint, run,
+    return Stage("tune", f"tuning job ({options.preset_name} preset): {options.trials} trials, "
+                 f"{options.parallel_trials} in parallel", fingerprint, run,
                  "the failing trial's log is named above; fix the cause and re-run make apply",
                  principal=OPERATOR)
 

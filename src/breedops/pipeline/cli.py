@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from breedops.hyperparameters import PRESETS
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     pipeline = subparsers.add_parser("pipeline", help="the whole pipeline (make apply)")
@@ -20,6 +22,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="trials at a time (default 2)")
     apply.add_argument("--epochs", type=int, default=None,
                        help="fix the epochs of every job (default: tuned within the ranges)")
+    apply.add_argument("--preset", default=None, choices=PRESETS,
+                       help="hyperparameter defaults and ranges (default: the dataset's own for "
+                            "digits and dog-images, digits for a folder)")
+    apply.add_argument("--weights", default=None, metavar="FILE",
+                       help="pretrained weights (a torchvision state_dict file) for the jobs, "
+                            "instead of their download")
     apply.add_argument("--force", action=argparse.BooleanOptionalAction, default=False,
                        help="re-run every stage even when its inputs did not change")
     apply.set_defaults(func=apply_command)
@@ -30,5 +38,5 @@ def apply_command(args: argparse.Namespace) -> int:
 
     apply(PipelineOptions(env=args.env, dataset=args.dataset, trials=args.trials,
                           parallel_trials=args.parallel_trials, epochs=args.epochs,
-                          force=args.force))
+                          force=args.force, preset=args.preset, weights=args.weights))
     return 0

@@ -22,46 +22,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from breedops.hyperparameters import DIGITS, PRESETS, SCHEMA, add_arguments, boolean, preset
+
 LOG = logging.getLogger("breedops.training")
 
 CHECKPOINT_FILE = "checkpoint.pt"
 # SIGTERM's conventional exit status: the job was stopped, not finished or failed.
 EXIT_STOPPED = 128 + signal.SIGTERM
 EXIT_USAGE = 2
-# The hyperparameter defaults (the digits demo's), shared with `breedops.jobs.spec`.
-DEFAULTS = {"lr": 3e-3, "batch_size": 64, "epochs": 5, "arch": "resnet18", "pretrained": False,
-            "image_size": 24, "hflip": False, "seed": 0}
 # The arguments that define a training run (not paths, threads or workers): a checkpoint
 # records them and resumes only a run with the same values.
-HYPERPARAMETERS = ("lr", "batch_size", "epochs", "arch", "pretrained", "image_size", "hflip",
-                   "weight_decay", "seed")
+HYPERPARAMETERS = tuple(hp.name for hp in SCHEMA)
 ON_MISMATCH = ("fail", "restart")
 # A folder name: SageMaker's training job names, and local names like `local-20250101-120000`.
 JOB_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-
-
-def str2bool(value: str) -> bool:
-    """A typed boolean for argparse: true/false, yes/no, 1/0."""
-    lowered = str(value).strip().lower()
-    if lowered in ("true", "yes", "1"):
-        return True
-    if lowered in ("false", "no", "0"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected a boolean (true/false), got {value!r}")
-
-
-def positive(kind: type):
-    """An argparse type that accepts only values > 0 of `kind`."""
-    def parse(value: str):
-        try:
-            number = kind(value)
-        except ValueError as e:
-            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {value!r}") from e
-        if not number > 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {value}")
-        return number
-    parse.__name__ = f"positive {kind.__name__}"
-    return parse
 
 
 def job_name(value: str) -> str:
@@ -81,29 +55,21 @@ def sagemaker_base_dir() -> Path:
     return Path(os.environ.get("SAGEMAKER_BASE_DIR") or "/opt/ml")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Every flag has a default and help (SageMaker passes hyperparameters as flags)."""
-    from breedops.modeling.architectures import ARCHITECTURES
+def chosen_preset(argv: Sequence[str] | None) -> str:
+    """The `--preset` among the arguments: it sets the other flags' defaults, so it comes first."""
+    first = argparse.ArgumentParser(add_help=False)
+    first.add_argument("--preset", choices=PRESETS, default=DIGITS)
+    return first.parse_known_args(argv)[0].preset
 
+
+def build_parser(preset_name: str = DIGITS) -> argparse.ArgumentParser:
+    """Every flag has a default and help (SageMaker passes hyperparameters as flags); the
+    hyperparameters' defaults are `--preset`'s."""
     p = argparse.ArgumentParser(description="Train an image classifier on class folders.")
+    p.add_argument("--preset", choices=PRESETS, default=preset_name,
+                   help=f"the dataset's hyperparameter defaults (default: {DIGITS})")
     hp = p.add_argument_group("hyperparameters")
-    hp.add_argument("--lr", type=positive(float), default=DEFAULTS["lr"],
-                    help="peak learning rate")
-    hp.add_argument("--batch-size", type=positive(int), default=DEFAULTS["batch_size"],
-                    help="per-process batch")
-    hp.add_argument("--epochs", type=positive(int), default=DEFAULTS["epochs"],
-                    help="passes over the data")
-    hp.add_argument("--arch", choices=ARCHITECTURES, default=DEFAULTS["arch"],
-                    help="torchvision model")
-    hp.add_argument("--pretrained", type=str2bool, default=DEFAULTS["pretrained"],
-                    help="start from ImageNet weights (needs the weights to be reachable)")
-    hp.add_argument("--image-size", type=positive(int), default=DEFAULTS["image_size"],
-                    help="input side in pixels")
-    hp.add_argument("--hflip", type=str2bool, default=DEFAULTS["hflip"],
-                    help="random horizontal flips (good for photographs, not for digits)")
-    hp.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay")
-    hp.add_argument("--seed", type=int, default=DEFAULTS["seed"],
-                    help="seed for weights, order, augmentation")
+    add_arguments(hp, preset(preset_name).default_values())
     hp.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     hp.add_argument("--threads", type=int, default=0,
                     help="torch CPU threads per process (0: torch's default)")
@@ -113,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     for split in ("train", "valid", "test"):
         paths.add_argument(f"--{split}", default=_env_path(f"SM_CHANNEL_{split.upper()}"),
                            help=f"the {split} class folders (default: $SM_CHANNEL_{split.upper()})")
+    paths.add_argument("--weights", default=_env_path("SM_CHANNEL_WEIGHTS"),
+                       help="pretrained weights: a torchvision state_dict file (or a folder "
+                            "holding one) used instead of downloading them, with --pretrained "
+                            "true (default: $SM_CHANNEL_WEIGHTS)")
     paths.add_argument("--model-dir", default=_env_path("SM_MODEL_DIR"),
                        help="where model.pth, labels.json and code/ go (default: $SM_MODEL_DIR)")
     paths.add_argument("--output-data-dir", default=_env_path("SM_OUTPUT_DATA_DIR"),
@@ -133,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "fail (exit 2) or restart (start fresh, replacing it)")
     job.add_argument("--model-version", default=None,
                      help="the version the endpoint reports (default: the job name)")
-    job.add_argument("--onnx", type=str2bool, default=True,
+    job.add_argument("--onnx", type=boolean, default=True,
                      help="package model.onnx (gated against eager) and the ONNX Runtime wheels "
                           "the endpoint serves it with; false: an eager-only model, for a tuning "
                           "trial, whose model is compared, not served")
@@ -395,7 +365,7 @@ def run(cfg: Config) -> int:
     from torch.utils.data import DataLoader
 
     from breedops.data.layout import DatasetError, scan_split
-    from breedops.modeling.architectures import ModelingError, build_model
+    from breedops.modeling.architectures import ModelingError, build_model, weights_file
     from breedops.modeling.transforms import build_eval_transform, build_train_transform
     from breedops.training import distributed, outputs, packaging
     from breedops.training.data import (
@@ -428,7 +398,8 @@ def run(cfg: Config) -> int:
         if not sharded and train.classes != classes:
             missing = sorted(set(classes) - set(train.classes))
             raise DatasetError(f"class lists differ between splits: train lacks {missing}")
-        model = build_model(args.arch, len(classes), pretrained=args.pretrained)
+        model = build_model(args.arch, len(classes), pretrained=args.pretrained,
+                            weights_file=weights_file(args.weights))
     except (DatasetError, ModelingError) as e:
         LOG.error("%s", e)
         distributed.teardown()
@@ -547,7 +518,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse flags (ignoring unknown ones, as SageMaker may add some) and train."""
     logging.basicConfig(level=logging.INFO, stream=sys.stdout,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    parser = build_parser()
+    parser = build_parser(chosen_preset(argv))
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         LOG.warning("ignoring unknown arguments: %s", " ".join(unknown))
