@@ -34,7 +34,7 @@ def image_bytes(mode: str = "RGB", fmt: str = "JPEG", size: tuple[int, int] = (4
 
 
 def build_model_dir(target: Path, model_version: str = "test-1") -> Path:
-    """A model directory in the contract's layout, with seeded random weights."""
+    """A model directory in contract 3's layout, with seeded random weights."""
     import torch
 
     from breedops.modeling.architectures import build_model

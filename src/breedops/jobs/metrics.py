@@ -1,4 +1,5 @@
-"""The metric lines of the training script: the ONE place their regexes live (contract 5).
+"""The metric lines of the training script: the ONE place their regexes live (contract 5 of
+docs/ARCHITECTURE.md).
 
 The SageMaker tuner's `metric_definitions` and the local tuner both use these definitions.
 """

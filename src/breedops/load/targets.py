@@ -48,7 +48,7 @@ def sample_image(size: int = 224) -> bytes:
 
 
 def json_request(image: bytes) -> bytes:
-    """The contract's JSON request (`{"image": "<base64>"}`)."""
+    """The JSON request of contract 8 (`{"image": "<base64>"}`)."""
     return json.dumps({"image": base64.b64encode(image).decode()}).encode()
 
 

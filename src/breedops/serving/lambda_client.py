@@ -56,7 +56,7 @@ class Answer:
 
 
 def image_payload(image: Path | bytes) -> bytes:
-    """A direct invocation's request: `{"image": "<base64>"}` (the contract's JSON shape)."""
+    """A direct invocation's request: `{"image": "<base64>"}` (contract 8)."""
     data = image.read_bytes() if isinstance(image, Path) else image
     return json.dumps({"image": base64.b64encode(data).decode()}).encode()
 

@@ -1,4 +1,5 @@
-"""Write a model directory in the PyTorch serving container's layout (DESIGN contract 3).
+"""Write a model directory in the PyTorch serving container's layout (contract 3 of
+docs/ARCHITECTURE.md).
 
 `model.pth`, `labels.json`, `model.onnx` (the variant the endpoint serves, gated against the
 eager model) and `code/`: the handler, `breedops.modeling`, and the serving runtime's wheels with

@@ -4,8 +4,8 @@ data "aws_partition" "current" {}
 
 locals {
   bucket_name = coalesce(var.bucket_name, "${var.name_prefix}-data-${data.aws_caller_identity.current.account_id}")
-  # Prefixes of the S3 layout (DESIGN.md), written here alone: the iam module scopes every grant
-  # to this output, and the pipeline stages job source under `code`.
+  # Prefixes of the S3 layout (contract 2 of docs/ARCHITECTURE.md), written here alone: the iam
+  # module scopes every grant to this output, and the pipeline stages job source under `code`.
   prefixes = {
     data        = "data/"
     jobs        = "jobs/"
