@@ -13,6 +13,9 @@ BIN := $(VENV)/bin
 TOOLS_BIN := $(TOOLS_VENV)/bin
 PY := $(BIN)/python
 TERRAFORM ?= terraform
+# Build outputs have one place, breedops.settings (it imports only the standard library, so
+# no venv is needed to ask it); expanded only where used.
+BUILD_DIR = $(shell PYTHONPATH=src $(PYTHON) -c 'from breedops.settings import build_dir; print(build_dir())')
 # The aws root keeps its state in S3 with use_lockfile, which needs Terraform 1.10.
 TERRAFORM_MIN_VERSION := $(if $(filter aws,$(ENV)),1.10.0,1.7.0)
 PYTEST_ARGS ?=
@@ -94,7 +97,7 @@ down:
 status: venv
 	$(PY) -m breedops local status
 
-.PHONY: lambda  ## build the reproducible Lambda zip (build/lambda.zip)
+.PHONY: lambda  ## build the reproducible Lambda zip that Terraform deploys (prints its path)
 lambda: venv
 	$(PY) -m breedops lambda build
 
@@ -115,9 +118,10 @@ apply: venv check-terraform lambda
 destroy: venv check-terraform
 	$(PY) -m breedops terraform destroy --env $(ENV) $(if $(filter 1,$(FORCE)),--force)
 
-.PHONY: lint  ## ruff, terraform fmt/validate, checkov, the workflow linters, the IAM linter
+.PHONY: lint  ## ruff, import layers, terraform fmt/validate, checkov, the workflow linters, the IAM linter
 lint: setup check-terraform
 	$(BIN)/ruff check src tests lambda scripts
+	PYTHONPATH=src $(TOOLS_BIN)/lint-imports
 	$(TERRAFORM) fmt -check -recursive terraform
 	$(PY) -m breedops terraform validate-all
 	$(TOOLS_BIN)/checkov --quiet --compact --skip-download -d terraform --framework terraform
@@ -143,4 +147,4 @@ bench: setup
 
 .PHONY: clean  ## remove build outputs (keeps the venvs and the emulator state)
 clean:
-	rm -rf build .pytest_cache
+	rm -rf "$(BUILD_DIR)" .pytest_cache

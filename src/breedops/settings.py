@@ -27,6 +27,16 @@ def state_dir() -> Path:
     return Path(override).resolve() if override else project_root() / ".local"
 
 
+def build_dir() -> Path:
+    """Where build outputs go (`make clean` removes it)."""
+    return project_root() / "build"
+
+
+def lambda_zip_path() -> Path:
+    """The Lambda deployment package: `make lambda` builds it, Terraform deploys it."""
+    return build_dir() / "lambda.zip"
+
+
 def terraform_env_dir(env: str) -> Path:
     """The Terraform root of an environment (`local` or `aws`)."""
     return project_root() / "terraform" / "envs" / env

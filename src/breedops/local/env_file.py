@@ -43,3 +43,9 @@ def use_environment(state: Path | None = None) -> None:
         )
     for name, value in read_env_file(path).items():
         os.environ.setdefault(name, value)
+
+
+def use_emulator_when_local(env: str) -> None:
+    """`--env local` talks to the emulator that `make up` started, as `.local/env` says."""
+    if env == "local":
+        use_environment()

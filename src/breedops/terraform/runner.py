@@ -20,7 +20,7 @@ from typing import Any
 from breedops.errors import BreedopsError
 from breedops.interrupts import Interrupted
 from breedops.local.env_file import read_env_file
-from breedops.settings import project_root, state_dir
+from breedops.settings import lambda_zip_path, project_root, state_dir, terraform_env_dir
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,11 @@ def terraform_env(env: str | None = None) -> dict[str, str]:
         result["TF_CLI_CONFIG_FILE"] = str(config)
     else:
         result.pop("TF_CLI_CONFIG_FILE", None)
+    if env is not None:
+        # The package's one path (settings), relative to the root Terraform runs in, so that the
+        # state holds the same `filename` on every machine.
+        result["TF_VAR_lambda_zip_path"] = os.path.relpath(lambda_zip_path(),
+                                                            terraform_env_dir(env))
     if env == "local" and "AWS_ENDPOINT_URL" not in result:
         env_file = state_dir() / EMULATOR_ENV_FILE
         if not env_file.is_file():
