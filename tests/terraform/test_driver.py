@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from breedops.settings import lambda_zip_path
 from breedops.terraform import runner
 from breedops.terraform.driver import PROTECTED_MODULE, destroy_targets
 
@@ -35,6 +36,18 @@ def test_terraform_env_without_emulator_raises(tmp_path, monkeypatch):
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     with pytest.raises(runner.TerraformError, match="make up"):
         runner.terraform_env("local")
+
+
+
+def test_terraform_env_gives_lambda_zip_path_relative_to_env_root(tmp_path, monkeypatch):
+    """The one path of settings, relative to the root: the state holds it on every machine."""
+    monkeypatch.setenv("BREEDOPS_ROOT", str(tmp_path))
+    monkeypatch.setenv("BREEDOPS_STATE_DIR", str(tmp_path / ".local"))
+    variables = runner.terraform_env("aws")
+    assert variables["TF_VAR_lambda_zip_path"] == "../../../build/lambda.zip"
+    assert (tmp_path / "terraform" / "envs" / "aws" / variables["TF_VAR_lambda_zip_path"]
+            ).resolve() == lambda_zip_path()
+    assert "TF_VAR_lambda_zip_path" not in runner.terraform_env()
 
 
 def test_first_error_picks_error_line():
