@@ -42,6 +42,16 @@ def terraform_env_dir(env: str) -> Path:
     return project_root() / "terraform" / "envs" / env
 
 
+def plan_json_file(env: str) -> Path:
+    """The env's last plan as `terraform show -json` writes it (the IAM linter reads it)."""
+    return terraform_env_dir(env) / "plan.json"
+
+
+def plan_review_file(env: str) -> Path:
+    """PLAN.md: the env's last plan, summarised for review in a pull request."""
+    return terraform_env_dir(env) / "PLAN.md"
+
+
 def artifacts_file(env: str) -> Path:
     """The tfvars file through which training artifacts flow into Terraform."""
     return terraform_env_dir(env) / "artifacts.auto.tfvars.json"

@@ -41,7 +41,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     register_load(subparsers)
 
 
-
 def _measured_capacity_rps() -> float | None:
     """The autoscale commands' default capacity: the latest full run's, if any."""
     return measured_capacity_rps(latest_results())

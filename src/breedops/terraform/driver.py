@@ -25,6 +25,8 @@ from breedops.review.plan_summary import render, unapproved_protected_changes
 from breedops.settings import (
     artifacts_file,
     lambda_zip_path,
+    plan_json_file,
+    plan_review_file,
     project_root,
     state_dir,
     terraform_env_dir,
@@ -135,8 +137,8 @@ def plan(env: str, fail_on_protected: bool = False,
     plan_file.parent.mkdir(parents=True, exist_ok=True)
     run(root, "plan", "-input=false", "-no-color", f"-out={plan_file}", env=env)
     document = run_json(root, "show", "-json", str(plan_file), env=env)
-    plan_json = root / "plan.json"
-    plan_md = root / "PLAN.md"
+    plan_json = plan_json_file(env)
+    plan_md = plan_review_file(env)
     checkov = run_checkov(project_root() / "terraform")
     _write_atomically(plan_json, json.dumps(document, indent=1))
     _write_atomically(plan_md, render(env, document, checkov=checkov, allowed=allow_destroy))
