@@ -13,6 +13,11 @@ BIN := $(VENV)/bin
 TOOLS_BIN := $(TOOLS_VENV)/bin
 PY := $(BIN)/python
 TERRAFORM ?= terraform
+# Build outputs have one place, breedops.settings: it imports only the standard library, so
+# no venv is needed to ask it. Expanded only where used.
+settings = $(shell PYTHONPATH=src $(PYTHON) -c 'from breedops import settings; print(settings.$(1))')
+BUILD_DIR = $(call settings,build_dir())
+PLAN_JSON = $(call settings,plan_json_file("$(ENV)"))
 # The aws root keeps its state in S3 with use_lockfile, which needs Terraform 1.10.
 TERRAFORM_MIN_VERSION := $(if $(filter aws,$(ENV)),1.10.0,1.7.0)
 PYTEST_ARGS ?=
@@ -98,7 +103,7 @@ down:
 status: venv
 	$(PY) -m breedops local status
 
-.PHONY: lambda  ## build the reproducible Lambda zip (build/lambda.zip)
+.PHONY: lambda  ## build the reproducible Lambda zip that Terraform deploys (prints its path)
 lambda: venv
 	$(PY) -m breedops lambda build
 
@@ -120,9 +125,10 @@ apply: venv check-terraform lambda
 destroy: venv check-terraform
 	$(PY) -m breedops terraform destroy --env $(ENV) $(if $(filter 1,$(FORCE)),--force)
 
-.PHONY: lint  ## ruff, terraform fmt/validate, module READMEs, checkov, workflow and IAM linters
+.PHONY: lint  ## ruff, import layers, terraform fmt/validate, module READMEs, checkov, workflow and IAM linters
 lint: setup check-terraform
 	$(BIN)/ruff check src tests lambda scripts
+	PYTHONPATH=src $(TOOLS_BIN)/lint-imports
 	$(TERRAFORM) fmt -check -recursive terraform
 	$(PY) -m breedops terraform validate-all
 	$(PY) -m breedops.review.module_docs --check
@@ -130,9 +136,9 @@ lint: setup check-terraform
 	$(TOOLS_BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 	$(TOOLS_BIN)/zizmor --offline --quiet .github/workflows
 	@# The IAM linter reads the policies rendered in the last `make plan` of ENV, when there is one.
-	@if [ -f terraform/envs/$(ENV)/plan.json ]; then \
-	  $(PY) -m breedops.review.iam_lint --skip-unrendered terraform/envs/$(ENV)/plan.json; \
-	else echo "iam lint: no terraform/envs/$(ENV)/plan.json yet; run \`make plan\` to lint the policies"; fi
+	@plan="$(PLAN_JSON)"; if [ -f "$$plan" ]; then \
+	  $(PY) -m breedops.review.iam_lint --skip-unrendered "$$plan"; \
+	else echo "iam lint: no $$plan yet; run \`make plan\` to lint the policies"; fi
 
 .PHONY: test-only  ## pytest and terraform test, without lint
 test-only: setup check-terraform lambda
@@ -153,4 +159,4 @@ bench: setup
 
 .PHONY: clean  ## remove build outputs (keeps the venvs and the emulator state)
 clean:
-	rm -rf build .pytest_cache
+	rm -rf "$(BUILD_DIR)" .pytest_cache

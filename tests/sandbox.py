@@ -11,7 +11,7 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
-from breedops.settings import project_root
+from breedops.settings import lambda_zip_path, project_root
 
 
 def write_stand_in_lambda_zip(path: Path) -> None:
@@ -28,8 +28,9 @@ def make_sandbox(root: Path,
     shutil.copytree(project_root() / "terraform", root / "terraform",
                     ignore=shutil.ignore_patterns(".terraform", "*.tfstate*", "plan.json",
                                                   "PLAN.md", "artifacts.auto.tfvars.json"))
-    (root / "build").mkdir(parents=True, exist_ok=True)
-    write_lambda_zip(root / "build" / "lambda.zip")
+    zip_path = root / lambda_zip_path().relative_to(project_root())
+    zip_path.parent.mkdir(parents=True, exist_ok=True)
+    write_lambda_zip(zip_path)
     (root / ".local").mkdir(exist_ok=True)
     rc = project_root() / ".local" / "terraform.rc"
     if rc.is_file():  # the offline provider mirror, when this machine has one

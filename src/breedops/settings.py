@@ -27,9 +27,29 @@ def state_dir() -> Path:
     return Path(override).resolve() if override else project_root() / ".local"
 
 
+def build_dir() -> Path:
+    """Where build outputs go (`make clean` removes it)."""
+    return project_root() / "build"
+
+
+def lambda_zip_path() -> Path:
+    """The Lambda deployment package: `make lambda` builds it, Terraform deploys it."""
+    return build_dir() / "lambda.zip"
+
+
 def terraform_env_dir(env: str) -> Path:
     """The Terraform root of an environment (`local` or `aws`)."""
     return project_root() / "terraform" / "envs" / env
+
+
+def plan_json_file(env: str) -> Path:
+    """The env's last plan as `terraform show -json` writes it (the IAM linter reads it)."""
+    return terraform_env_dir(env) / "plan.json"
+
+
+def plan_review_file(env: str) -> Path:
+    """PLAN.md: the env's last plan, summarised for review in a pull request."""
+    return terraform_env_dir(env) / "PLAN.md"
 
 
 def artifacts_file(env: str) -> Path:

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from breedops import terraform
 from breedops.review import iam_lint
+from breedops.terraform import driver
 from breedops.terraform.runner import TerraformError, run
 
 pytestmark = [pytest.mark.emulator, pytest.mark.terraform, pytest.mark.slow]
@@ -23,12 +23,12 @@ def applied(aws_emulator, sandbox, monkeypatch):
     The emulator is shared by the session: its own names keep this env apart from the others.
     """
     monkeypatch.setenv("TF_VAR_project", "planreview")
-    terraform.apply("local")
+    driver.apply("local")
     yield sandbox
     env_root = sandbox / "terraform" / "envs" / "local"
     with contextlib.suppress(TerraformError):  # untainted already when the test failed early
         run(env_root, "untaint", BUCKET, env="local", capture=True)
-    terraform.destroy("local", force=True)
+    driver.destroy("local", force=True)
 
 
 def test_plan_flags_replaced_bucket_diffs_iam_and_lints_clean(applied):
@@ -41,7 +41,7 @@ def test_plan_flags_replaced_bucket_diffs_iam_and_lints_clean(applied):
         'actions   = ["s3:GetObject", "s3:GetObjectTagging"]\n'
         '    resources = [local.objects.jobs]', 1))
     assert iam.read_text() != source, "the statement this test widens is no longer in iam/main.tf"
-    plan_json, plan_md = terraform.plan("local", fail_on_protected=True)
+    plan_json, plan_md = driver.plan("local", fail_on_protected=True)
     text = plan_md.read_text()
     assert "CAUTION" not in text
     assert "+ Allow ReadJobArtifacts: s3:GetObject, s3:GetObjectTagging on" in text
@@ -50,9 +50,9 @@ def test_plan_flags_replaced_bucket_diffs_iam_and_lints_clean(applied):
     assert [f for f in findings if f.reason is None] == []
 
     run(env_root, "taint", BUCKET, env="local", capture=True)
-    with pytest.raises(terraform.ProtectedResourceError, match=f"--allow-destroy {BUCKET}"):
-        terraform.plan("local", fail_on_protected=True)
-    _, plan_md = terraform.plan("local", fail_on_protected=True, allow_destroy=(BUCKET,))
+    with pytest.raises(driver.ProtectedResourceError, match=f"--allow-destroy {BUCKET}"):
+        driver.plan("local", fail_on_protected=True)
+    _, plan_md = driver.plan("local", fail_on_protected=True, allow_destroy=(BUCKET,))
     text = plan_md.read_text()
     assert text.index(f"**replace** `{BUCKET}` (allowed by override)") < text.index("| module |")
     # The new bucket's ARN is unknown until apply, so the policies built from it are too.

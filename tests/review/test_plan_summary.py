@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from breedops.review.checkov import summarize_report
-from breedops.terraform.plan_summary import (
+from breedops.review.plan_summary import (
     CheckovSummary,
     policy_changes,
     protected_changes,
@@ -123,3 +123,23 @@ def test_render_shows_checkov_summary_and_failures():
     assert "5 passed, 1 failed, 2 skipped" in text and "| CKV_AWS_1 |" in text
     assert "checkov could not run: boom" in render("local", _plan(),
                                                    checkov=CheckovSummary(0, 0, 0, error="boom"))
+
+
+def test_summarize_counts_root_resources_and_render_totals():
+    plan = {"resource_changes": [
+        {"address": "module.a.x.y", "module_address": "module.a", "change": {"actions": ["create"]}},
+        {"address": "module.a.x.z", "module_address": "module.a",
+         "change": {"actions": ["delete", "create"]}},
+        {"address": "x.root", "change": {"actions": ["no-op"]}},
+        {"address": "x.gone", "change": {"actions": ["delete"]}},
+    ]}
+    counts = summarize(plan)
+    assert counts["module.a"] == {"add": 1, "replace": 1}
+    assert counts["root"] == {"destroy": 1}
+    text = render("local", plan)
+    assert "1 to add, 0 to change, 1 to replace, 1 to destroy" in text
+    assert "- `module.a.x.z`" in text
+
+
+def test_render_empty_plan_says_no_changes():
+    assert "No changes." in render("local", {"resource_changes": []})

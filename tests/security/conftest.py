@@ -151,7 +151,7 @@ def _pipeline_environment(state: Path) -> dict[str, str]:
 
 def _state_document(root: Path, name: str) -> str:
     """The JSON of the iam module's policy document `name`, as this run's state holds it."""
-    # Where the driver keeps the local state (`breedops.terraform.backend_args`).
+    # Where the driver keeps the local state (`breedops.terraform.driver.backend_args`).
     state = json.loads((root / ".local" / "terraform" / "local.tfstate").read_text())
     for resource in state["resources"]:
         if (resource["mode"] == "data" and resource["type"] == "aws_iam_policy_document"
@@ -238,12 +238,12 @@ def _denials_named_on_failure(what: str, audit_path: Path) -> Iterator[None]:
 
 @pytest.fixture(scope="package")
 def applied_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppliedPipeline]:
-    from breedops import terraform
     from breedops.local import emulator
     from breedops.local.implied_actions import read_audit
     from breedops.local.services import free_port
     from breedops.pipeline.apply import PipelineOptions, apply
     from breedops.serving.lambda_package import build_lambda_zip
+    from breedops.terraform import driver
 
     root = tmp_path_factory.mktemp("applied-pipeline")
     make_sandbox(root, lambda path: build_lambda_zip(target=path))
@@ -272,7 +272,7 @@ def applied_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Appli
             environment = {**_pipeline_environment(state), **sandbox}
             os.environ.update(environment)
             boto3.DEFAULT_SESSION = None
-            outputs = terraform.outputs(ENV, initialised=True)
+            outputs = driver.outputs(ENV, initialised=True)
             admin = boto3.Session(region_name=DEFAULT_REGION)
             with _denials_named_on_failure("the EC2 path", audit_path):
                 instance_role, ec2_run = _take_the_ec2_path(root, outputs, ec2_dataset, admin)

@@ -135,7 +135,7 @@ def _allowed(paths: tuple[Path, ...], decision: dict) -> bool:
 @pytest.fixture(scope="module")
 def admin_decisions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[dict]]:
     """The admin's IAM decisions during one apply of the local env (base and serving)."""
-    from breedops import terraform
+    from breedops.terraform import driver
 
     root = make_sandbox(tmp_path_factory.mktemp("deployer"))
     (root / "terraform" / "envs" / "local" / "artifacts.auto.tfvars.json").write_text(
@@ -159,7 +159,7 @@ def admin_decisions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[d
                                 "BREEDOPS_ROOT": str(root),
                                 "BREEDOPS_STATE_DIR": str(state)}.items():
                 mp.setenv(name, value)
-            terraform.apply("local")
+            driver.apply("local")
         yield [d for d in read_audit(audit) if d["principal"] == ADMIN_ARN]
     finally:
         emulator.stop_service(service, state)

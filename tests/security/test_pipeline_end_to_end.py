@@ -23,8 +23,8 @@ from pathlib import Path
 import boto3
 import pytest
 
-from breedops import terraform
 from breedops.local.env_file import read_env_file
+from breedops.terraform import driver
 
 pytestmark = [pytest.mark.emulator, pytest.mark.terraform, pytest.mark.slow]
 
@@ -166,12 +166,12 @@ def test_second_apply_is_a_noop_then_destroy_removes_serving(pipeline_env):
         "base": "skipped", "data": "skipped", "tune": "skipped", "train": "skipped",
         "serving": "skipped"}
     assert second["training_job_name"] == first["training_job_name"]
-    plan_json, _ = terraform.plan("local")
+    plan_json, _ = driver.plan("local")
     changes = json.loads(plan_json.read_text()).get("resource_changes", [])
     assert [c["address"] for c in changes if c["change"]["actions"] not in (["no-op"],
                                                                            ["read"])] == []
 
-    terraform.destroy("local")
+    driver.destroy("local")
 
     sagemaker = boto3.client("sagemaker")
     assert sagemaker.list_endpoints()["Endpoints"] == []

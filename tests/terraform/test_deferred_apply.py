@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from breedops.terraform import _apply_deferring
+from breedops.terraform.driver import _apply_deferring
 from breedops.terraform.runner import TerraformError, run
 
 pytestmark = pytest.mark.terraform
@@ -117,7 +117,7 @@ def test_apply_deferring_without_deferrable_changes_applies_the_saved_plan(root)
 CALLER = """
 import sys
 from pathlib import Path
-from breedops.terraform import _apply_deferring
+from breedops.terraform.driver import _apply_deferring
 root = Path(sys.argv[1])
 _, background = _apply_deferring(root, None, root / "apply.log", ("terraform_data.leaf",))
 print("deferred", flush=True)

@@ -1,4 +1,4 @@
-"""Unit tests of the Terraform driver: CLI config, env file, error lines, plan summary."""
+"""Unit tests of the Terraform driver: CLI config, env file, error lines, destroy targets."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from breedops.terraform import PROTECTED_MODULE, destroy_targets, runner
-from breedops.terraform.plan_summary import render, summarize
+from breedops.settings import lambda_zip_path
+from breedops.terraform import runner
+from breedops.terraform.driver import PROTECTED_MODULE, destroy_targets
 
 
 def test_cli_config_file_ignores_missing_configured_file(tmp_path, monkeypatch):
@@ -37,6 +38,18 @@ def test_terraform_env_without_emulator_raises(tmp_path, monkeypatch):
         runner.terraform_env("local")
 
 
+
+def test_terraform_env_gives_lambda_zip_path_relative_to_env_root(tmp_path, monkeypatch):
+    """The one path of settings, relative to the root: the state holds it on every machine."""
+    monkeypatch.setenv("BREEDOPS_ROOT", str(tmp_path))
+    monkeypatch.setenv("BREEDOPS_STATE_DIR", str(tmp_path / ".local"))
+    variables = runner.terraform_env("aws")
+    assert variables["TF_VAR_lambda_zip_path"] == "../../../build/lambda.zip"
+    assert (tmp_path / "terraform" / "envs" / "aws" / variables["TF_VAR_lambda_zip_path"]
+            ).resolve() == lambda_zip_path()
+    assert "TF_VAR_lambda_zip_path" not in runner.terraform_env()
+
+
 def test_first_error_picks_error_line():
     output = "noise\n╷\n│ Error: creating S3 Bucket: BucketNotEmpty\n│ more\n╵\n"
     assert runner.first_error(output) == "Error: creating S3 Bucket: BucketNotEmpty"
@@ -47,26 +60,6 @@ def test_run_failure_names_root(tmp_path):
     (tmp_path / "main.tf").write_text('resource "x" {\n')
     with pytest.raises(runner.TerraformError, match=r"terraform validate failed in .*Error:"):
         runner.run(Path(tmp_path), "validate", "-no-color", capture=True)
-
-
-def test_summarize_counts_actions_per_module():
-    plan = {"resource_changes": [
-        {"address": "module.a.x.y", "module_address": "module.a", "change": {"actions": ["create"]}},
-        {"address": "module.a.x.z", "module_address": "module.a",
-         "change": {"actions": ["delete", "create"]}},
-        {"address": "x.root", "change": {"actions": ["no-op"]}},
-        {"address": "x.gone", "change": {"actions": ["delete"]}},
-    ]}
-    counts = summarize(plan)
-    assert counts["module.a"] == {"add": 1, "replace": 1}
-    assert counts["root"] == {"destroy": 1}
-    text = render("local", plan)
-    assert "1 to add, 0 to change, 1 to replace, 1 to destroy" in text
-    assert "- `module.a.x.z`" in text
-
-
-def test_render_empty_plan_says_no_changes():
-    assert "No changes." in render("local", {"resource_changes": []})
 
 
 def test_destroy_targets_keep_protected_bucket_module():

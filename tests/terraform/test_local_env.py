@@ -12,7 +12,7 @@ import boto3
 import pytest
 from sandbox import make_sandbox
 
-from breedops import terraform
+from breedops.terraform import driver
 from breedops.terraform.runner import TerraformError, run
 
 pytestmark = [pytest.mark.emulator, pytest.mark.terraform, pytest.mark.slow]
@@ -33,7 +33,7 @@ def sandbox(tmp_path, monkeypatch):
 
 
 def test_local_env_applies_serves_and_destroys(aws_emulator, sandbox):
-    base = terraform.apply("local")
+    base = driver.apply("local")
     assert EXPECTED_OUTPUTS <= base.keys()
     assert base["endpoint_name"] is None and base["lambda_alias_name"] is None
     bucket = base["bucket_name"]
@@ -48,7 +48,7 @@ def test_local_env_applies_serves_and_destroys(aws_emulator, sandbox):
     env_root = sandbox / "terraform" / "envs" / "local"
     (env_root / "artifacts.auto.tfvars.json").write_text(json.dumps(artifact))
 
-    served = terraform.apply("local")
+    served = driver.apply("local")
     assert served["endpoint_name"] == "breedops-local-endpoint"
     assert served["lambda_alias_name"] == "live"
     sagemaker = boto3.client("sagemaker")
@@ -56,22 +56,22 @@ def test_local_env_applies_serves_and_destroys(aws_emulator, sandbox):
     alias = boto3.client("lambda").get_alias(FunctionName="breedops-local-inference", Name="live")
     assert alias["FunctionVersion"] != "$LATEST"
 
-    plan_json, plan_md = terraform.plan("local")
+    plan_json, plan_md = driver.plan("local")
     assert json.loads(plan_json.read_text())["format_version"]
     assert "Total:" in plan_md.read_text()
 
-    terraform.destroy("local")
+    driver.destroy("local")
     assert s3.head_bucket(Bucket=bucket)
     left = run(env_root, "state", "list", env="local", capture=True).stdout.split()
-    assert terraform.destroy_targets(left) == []
-    assert f"{terraform.PROTECTED_MODULE}.aws_s3_bucket.this" in left
+    assert driver.destroy_targets(left) == []
+    assert f"{driver.PROTECTED_MODULE}.aws_s3_bucket.this" in left
 
     # The protected bucket: a plain destroy fails on the objects it holds.
     with pytest.raises(TerraformError, match="BucketNotEmpty|not empty"):
         run(env_root, "destroy", "-auto-approve", "-input=false", "-no-color", env="local",
             capture=True)
 
-    terraform.destroy("local", force=True)
+    driver.destroy("local", force=True)
     assert run(env_root, "state", "list", env="local", capture=True).stdout.split() == []
     assert bucket not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
 
@@ -81,4 +81,4 @@ def test_plan_without_lambda_zip_names_make_lambda(aws_emulator, sandbox):
     env_root: Path = sandbox / "terraform" / "envs" / "local"
     (env_root / "artifacts.auto.tfvars.json").write_text("{}")
     with pytest.raises(TerraformError, match="make lambda"):
-        terraform.plan("local")
+        driver.plan("local")

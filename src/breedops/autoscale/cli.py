@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from breedops.errors import ConfigurationError
@@ -12,8 +13,12 @@ DEFAULT_TARGETS = "150,300,450,600,750"
 DEFAULT_COOLDOWNS = "30,60,300,600"
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction,
+             measured_capacity_rps: Callable[[], float | None]) -> None:
+    """Add the `autoscale` group; `measured_capacity_rps` gives the default capacity (the
+    benchmarks measure it, and they sit above this package: see `breedops`' layers)."""
     parser = subparsers.add_parser("autoscale", help="simulate the endpoint's autoscaling policy")
+    parser.set_defaults(measured_capacity_rps=measured_capacity_rps)
     commands = parser.add_subparsers(dest="autoscale_command", required=True)
 
     simulate = commands.add_parser("simulate", help="replay a traffic curve against a policy")
@@ -57,9 +62,8 @@ def _policy_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _fleet(args: argparse.Namespace):
     from breedops.autoscale.simulator import Fleet
-    from breedops.bench.results import latest_results, measured_capacity_rps
 
-    capacity = args.capacity_rps or measured_capacity_rps(latest_results())
+    capacity = args.capacity_rps or args.measured_capacity_rps()
     if capacity is None:
         raise ConfigurationError("no measured capacity: pass --capacity-rps or run "
                                  "`breedops bench run` first")

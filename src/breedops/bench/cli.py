@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 
 from breedops.autoscale.cli import register as register_autoscale
-from breedops.bench.results import SECTIONS
+from breedops.bench.results import SECTIONS, latest_results, measured_capacity_rps
 from breedops.load.cli import register as register_load
 
 
@@ -37,8 +37,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     report.add_argument("--allow-nesting-violations", action="store_true",
                         help="publish even when a path measured faster than one it contains")
     report.set_defaults(func=report_command)
-    register_autoscale(subparsers)
+    register_autoscale(subparsers, _measured_capacity_rps)
     register_load(subparsers)
+
+
+def _measured_capacity_rps() -> float | None:
+    """The autoscale commands' default capacity: the latest full run's, if any."""
+    return measured_capacity_rps(latest_results())
 
 
 def run_command(args: argparse.Namespace) -> int:

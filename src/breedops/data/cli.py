@@ -41,11 +41,12 @@ def prepare_command(args: argparse.Namespace) -> int:
 
 def upload_command(args: argparse.Namespace) -> int:
     from breedops.data.upload import upload_dataset
-    from breedops.jobs.cli import terraform_output, use_emulator_when_local
+    from breedops.local.env_file import use_emulator_when_local
     from breedops.settings import state_dir
+    from breedops.terraform.outputs import output_or_flag
 
     use_emulator_when_local(args.env)
-    bucket = args.bucket or terraform_output(args.env, "bucket_name")
+    bucket = output_or_flag(args.bucket, args.env, "bucket_name", "--bucket")
     dataset_dir = args.dataset_dir or state_dir() / "data" / args.dataset
     uploaded, skipped = upload_dataset(dataset_dir, bucket, args.dataset, workers=args.workers)
     print(f"s3://{bucket}/data/{args.dataset}/: {uploaded} uploaded, {skipped} unchanged")

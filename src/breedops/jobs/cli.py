@@ -4,32 +4,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from typing import Any
 
 from breedops import hyperparameters
-from breedops.errors import ConfigurationError
-
-
-def terraform_output(env: str, name: str) -> Any:
-    """One output of the env's Terraform root, with a clear error when there is none yet."""
-    try:
-        from breedops.terraform import outputs
-    except ImportError as e:
-        raise ConfigurationError(f"cannot read Terraform outputs ({e}); pass --{name}") from e
-    value = outputs(env).get(name)
-    if not value:
-        raise ConfigurationError(
-            f"Terraform output {name!r} of env {env!r} is empty: run `make tf-apply` first "
-            "(or pass it as a flag)")
-    return value
-
-
-def use_emulator_when_local(env: str) -> None:
-    """`--env local` talks to the emulator that `make up` started, as `.local/env` says."""
-    if env == "local":
-        from breedops.local.env_file import use_environment
-
-        use_environment()
+from breedops.local.env_file import use_emulator_when_local
+from breedops.terraform.outputs import output_or_flag
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -81,8 +59,9 @@ def _request(args: argparse.Namespace, base=None):
                  if getattr(args, hp.name) is not None}
     local = args.env == "local"
     return TrainingRequest(
-        bucket=args.bucket or terraform_output(args.env, "bucket_name"),
-        role_arn=args.role_arn or terraform_output(args.env, "sagemaker_execution_role_arn"),
+        bucket=output_or_flag(args.bucket, args.env, "bucket_name", "--bucket"),
+        role_arn=output_or_flag(args.role_arn, args.env, "sagemaker_execution_role_arn",
+                                "--role-arn"),
         dataset=args.dataset,
         hyperparameters=dataclasses.replace(base, **overrides),
         instance_type=args.instance_type or ("ml.m5.large" if local else DEFAULT_INSTANCE_TYPE),

@@ -33,16 +33,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def load_command(args: argparse.Namespace) -> int:
     from breedops.load import targets
     from breedops.load.generator import open_loop
+    from breedops.terraform.outputs import output_or_flag
 
     if args.image is not None and not args.image.is_file():
         raise ConfigurationError(f"--image {args.image}: no such file")
     image = args.image.read_bytes() if args.image else targets.sample_image()
     if args.target == "endpoint":
-        name = args.endpoint or _output(args.env, "endpoint_name", "--endpoint")
+        name = output_or_flag(args.endpoint, args.env, "endpoint_name", "--endpoint")
         send = targets.endpoint_sender(name, image, max_connections=args.max_in_flight)
         report = open_loop(send, args.rps, args.duration, args.max_requests, args.max_in_flight)
     else:
-        name = args.function or _output(args.env, "lambda_function_name", "--function")
+        name = output_or_flag(args.function, args.env, "lambda_function_name", "--function")
         with targets.lambda_sender(name, image) as send:
             report = open_loop(send, args.rps, args.duration, args.max_requests,
                                args.max_in_flight)
@@ -50,12 +51,3 @@ def load_command(args: argparse.Namespace) -> int:
     print(json.dumps(result, indent=2))
     return 0 if report.errors == 0 else 1
 
-
-def _output(env: str, key: str, flag: str) -> str:
-    from breedops.terraform import outputs
-
-    value = outputs(env).get(key)
-    if not value:
-        raise ConfigurationError(f"env {env} has no {key} output (no model deployed?); "
-                                 f"give {flag} NAME")
-    return str(value)

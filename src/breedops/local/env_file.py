@@ -57,3 +57,9 @@ def use_environment(state: Path | None = None) -> None:
     if "AWS_ENDPOINT_URL" in os.environ:
         return
     os.environ.update(emulator_environment(os.environ, state))
+
+
+def use_emulator_when_local(env: str) -> None:
+    """`--env local` talks to the emulator that `make up` started, as `.local/env` says."""
+    if env == "local":
+        use_environment()

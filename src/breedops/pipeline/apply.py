@@ -101,10 +101,6 @@ def submitted_job(env: str, stage: str, fingerprint: Any):
     return SubmittedJob(pipeline_dir(env) / SUBMITTED_JOBS_FILE, stage, digest(fingerprint))
 
 
-def lambda_zip() -> Path:
-    return settings.project_root() / "build" / "lambda.zip"
-
-
 # -- stages -----------------------------------------------------------------------------------
 
 def _services(options: PipelineOptions) -> Stage:
@@ -138,11 +134,11 @@ def _base(options: PipelineOptions, pending: list[Any]) -> Stage:
         return {"terraform": terraform_sources()}
 
     def run(_: Outputs) -> Outputs:
-        from breedops import terraform
+        from breedops.terraform import driver
 
         # The bucket's lifecycle rules cost a fixed 55 s wait that no later stage needs: they
         # are applied in the background, and the serving stage waits for them.
-        out, background = terraform.apply_deferring(
+        out, background = driver.apply_deferring(
             options.env, log_file=_log_file(options.env, "terraform-base"))
         if background is not None:
             pending.append(background)
@@ -284,13 +280,13 @@ def _serving(options: PipelineOptions, pending: list[Any]) -> Stage:
         artifacts = settings.artifacts_file(options.env)
         return {"artifact": artifacts.read_text() if artifacts.is_file() else None,
                 "terraform": terraform_sources(),
-                "lambda": hash_files([lambda_zip()])}
+                "lambda": hash_files([settings.lambda_zip_path()])}
 
     def run(_: Outputs) -> Outputs:
-        from breedops import terraform
+        from breedops.terraform import driver
 
         _finish_background(pending)
-        return {"terraform_outputs": terraform.apply(
+        return {"terraform_outputs": driver.apply(
             options.env, log_file=_log_file(options.env, "terraform-serving"))}
 
     return Stage("serving", "terraform apply: model, endpoint, autoscaling, Lambda, concurrency",
@@ -379,7 +375,7 @@ def _bucket_exists(base_outputs: Outputs) -> bool:
 def _finish_background(pending: list[Any]) -> None:
     """Wait for the base stage's background apply; the full apply that follows retries what
     it failed to do, and fails with Terraform's own error if that fails again."""
-    from breedops.terraform import TerraformError
+    from breedops.terraform.runner import TerraformError
 
     while pending:
         try:
@@ -398,8 +394,8 @@ def build_stages(options: PipelineOptions, pending: list[Any] | None = None) -> 
 
 def apply(options: PipelineOptions, out=sys.stdout) -> dict[str, Any]:
     """Run the pipeline; print and return its summary."""
-    if not lambda_zip().is_file():
-        raise ConfigurationError(f"{lambda_zip()} is missing: run `make lambda` first")
+    if not settings.lambda_zip_path().is_file():
+        raise ConfigurationError(f"{settings.lambda_zip_path()} is missing: run `make lambda` first")
     started = time.monotonic()
     ledger = StageLedger(pipeline_dir(options.env) / "ledger.json")
     pending: list[Any] = []

@@ -8,8 +8,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from breedops.review.plan_summary import CheckovSummary
 from breedops.review.tools import ReviewError, tool_path
-from breedops.terraform.plan_summary import CheckovSummary
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from breedops.review.plan_summary import POLICY_ATTRIBUTES, managed_changes
 from breedops.review.tools import ReviewError, tool_path
-from breedops.terraform.plan_summary import POLICY_ATTRIBUTES, managed_changes
 
 log = logging.getLogger(__name__)
 

@@ -7,14 +7,15 @@ import json
 from pathlib import Path
 
 from breedops.errors import ConfigurationError
+from breedops.settings import lambda_zip_path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     lambda_parser = subparsers.add_parser("lambda", help="the Lambda package")
     lambda_commands = lambda_parser.add_subparsers(dest="lambda_command", required=True)
-    build = lambda_commands.add_parser("build", help="build build/lambda.zip reproducibly")
+    build = lambda_commands.add_parser("build", help="build the Lambda zip reproducibly")
     build.add_argument("--output", type=Path, default=None,
-                       help="zip to write (default: build/lambda.zip)")
+                       help=f"zip to write (default: {lambda_zip_path()})")
     build.set_defaults(func=build_command)
 
     invoke = subparsers.add_parser(
@@ -41,18 +42,17 @@ def build_command(args: argparse.Namespace) -> int:
 def invoke_command(args: argparse.Namespace) -> int:
     """Invoke the function as any client does (boto3 `Invoke` with `LogType=Tail`): print each
     REPORT line, the first answer and a summary. The same against the emulator and AWS."""
+    from breedops.local.env_file import use_emulator_when_local
     from breedops.serving import lambda_client
+    from breedops.terraform.outputs import output_or_flag
 
     if not args.image.is_file():
         raise ConfigurationError(f"--image {args.image}: no such file")
     requests = args.requests if args.requests is not None else args.concurrency
     if args.concurrency < 1 or requests < 1:
         raise ConfigurationError("--concurrency and --requests must be at least 1")
-    if args.env == "local":
-        from breedops.local.env_file import use_environment
-
-        use_environment()
-    name = args.function or _function_from_outputs(args.env)
+    use_emulator_when_local(args.env)
+    name = output_or_flag(args.function, args.env, "lambda_function_name", "--function")
     payload = lambda_client.image_payload(args.image)
     if len(payload) > 6 * 1024 * 1024:
         raise ConfigurationError(f"--image {args.image}: too large for a synchronous "
@@ -72,13 +72,3 @@ def invoke_command(args: argparse.Namespace) -> int:
     print(json.dumps({"function": name, "qualifier": args.qualifier, **summary}))
     return 0 if summary["errors"] == 0 and summary["accepted"] > 0 else 1
 
-
-def _function_from_outputs(env: str) -> str:
-    try:
-        from breedops.terraform import outputs
-    except ImportError as e:
-        raise ConfigurationError("give --function NAME (Terraform outputs unavailable)") from e
-    name = outputs(env).get("lambda_function_name")
-    if not name:
-        raise ConfigurationError(f"env {env} has no lambda_function_name output; give --function")
-    return str(name)

@@ -1,4 +1,4 @@
-"""Build `build/lambda.zip` reproducibly: the same source gives the same bytes, every time.
+"""Build the Lambda zip (`settings.lambda_zip_path()`) reproducibly: same source, same bytes.
 
 Entries are sorted, timestamps fixed, permissions normalised, so Terraform's
 `filebase64sha256` changes only when the code does.
@@ -12,7 +12,7 @@ import zipfile
 from pathlib import Path
 
 from breedops.errors import BreedopsError
-from breedops.settings import project_root
+from breedops.settings import lambda_zip_path, project_root
 
 FIXED_TIMESTAMP = (1980, 1, 1, 0, 0, 0)  # the earliest a zip can hold
 FILE_MODE = 0o100644  # a regular file, rw-r--r--
@@ -22,10 +22,6 @@ EXCLUDED_SUFFIXES = (".pyc", ".pyo")
 
 def lambda_source_dir() -> Path:
     return project_root() / "lambda"
-
-
-def default_zip_path() -> Path:
-    return project_root() / "build" / "lambda.zip"
 
 
 def package_files(source: Path) -> list[Path]:
@@ -39,9 +35,9 @@ def package_files(source: Path) -> list[Path]:
 
 
 def build_lambda_zip(source: Path | None = None, target: Path | None = None) -> Path:
-    """Zip `source` (default `lambda/`) into `target` (default `build/lambda.zip`) atomically."""
+    """Zip `source` (default `lambda/`) into `target` (default `settings.lambda_zip_path()`) atomically."""
     source = source or lambda_source_dir()
-    target = target or default_zip_path()
+    target = target or lambda_zip_path()
     files = package_files(source)
     if not any(p.name == "handler.py" for p in files):
         raise BreedopsError(f"no handler.py under {source}: is this the Lambda source folder?")

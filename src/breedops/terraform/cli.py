@@ -39,16 +39,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _apply(args: argparse.Namespace) -> int:
-    from breedops import terraform
+    from breedops.terraform import driver
 
-    print(json.dumps(terraform.apply(args.env), indent=2))
+    print(json.dumps(driver.apply(args.env), indent=2))
     return 0
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from breedops import terraform
+    from breedops.terraform import driver
 
-    plan_json, plan_md = terraform.plan(args.env, fail_on_protected=args.fail_on_protected,
+    plan_json, plan_md = driver.plan(args.env, fail_on_protected=args.fail_on_protected,
                                         allow_destroy=tuple(args.allow_destroy))
     print(plan_md.read_text(), end="")
     print(f"wrote {plan_json} and {plan_md}")
@@ -56,29 +56,29 @@ def _plan(args: argparse.Namespace) -> int:
 
 
 def _destroy(args: argparse.Namespace) -> int:
-    from breedops import terraform
+    from breedops.terraform import driver
 
-    terraform.destroy(args.env, force=args.force)
+    driver.destroy(args.env, force=args.force)
     return 0
 
 
 def _output(args: argparse.Namespace) -> int:
-    from breedops import terraform
+    from breedops.terraform import driver
 
-    print(json.dumps(terraform.outputs(args.env), indent=2))
+    print(json.dumps(driver.outputs(args.env), indent=2))
     return 0
 
 
 def _validate_all(args: argparse.Namespace) -> int:
-    from breedops import terraform
+    from breedops.terraform import driver
 
-    terraform.validate_all()
+    driver.validate_all()
     print("every module and environment is formatted and valid")
     return 0
 
 
 def _test_modules(args: argparse.Namespace) -> int:
-    from breedops import terraform
+    from breedops.terraform import driver
 
-    terraform.test_modules()
+    driver.test_modules()
     return 0

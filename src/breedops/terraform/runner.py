@@ -20,7 +20,7 @@ from typing import Any
 from breedops.errors import BreedopsError, EmulatorError
 from breedops.interrupts import Interrupted
 from breedops.local.env_file import emulator_environment
-from breedops.settings import project_root, state_dir
+from breedops.settings import lambda_zip_path, project_root, state_dir, terraform_env_dir
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,11 @@ def terraform_env(env: str | None = None) -> dict[str, str]:
         result["TF_CLI_CONFIG_FILE"] = str(config)
     else:
         result.pop("TF_CLI_CONFIG_FILE", None)
+    if env is not None:
+        # The package's one path (settings), relative to the root Terraform runs in, so that the
+        # state holds the same `filename` on every machine.
+        result["TF_VAR_lambda_zip_path"] = os.path.relpath(lambda_zip_path(),
+                                                            terraform_env_dir(env))
     if env == "local":
         try:
             result = emulator_environment(result)

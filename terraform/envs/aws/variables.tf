@@ -30,9 +30,8 @@ variable "model_artifact" {
 }
 
 variable "lambda_zip_path" {
-  description = "The Lambda deployment package, relative to this root (`make lambda` builds it)."
+  description = "The Lambda deployment package, relative to this root (`make lambda` builds it). The driver sets it (TF_VAR_lambda_zip_path) from the one path in breedops.settings."
   type        = string
-  default     = "../../../build/lambda.zip"
 }
 
 variable "force_destroy_bucket" {

@@ -1,0 +1,1 @@
+"""The whole pipeline as resumable stages: base, data, tuning, training, serving, smoke test."""
