@@ -7,8 +7,10 @@ checked by `make lint`), top to bottom:
 - `pipeline`, `bench`: workflows that compose everything below;
 - `load`, `jobs`, `autoscale`: the load generator, SageMaker jobs, the scaling simulator;
 - `training`, `serving`: the training entry point (staged alone into a job, so it reaches only
-  `data.layout`, `modeling` and `errors`), the inference handler, Lambda package and client;
-- `data`: datasets, and their upload to the bucket that Terraform made;
+  `hyperparameters`, `data.layout`, `modeling` and `errors`), the inference handler, Lambda
+  package and client;
+- `data`, `hyperparameters`: datasets and their upload to the bucket that Terraform made; the
+  schema of the entry point's hyperparameters and the per-dataset presets;
 - `terraform`: the driver of the env roots; it writes the plan's review with `review`;
 - `review` (reads plan documents), `local` (the emulator: AWS at another address), `modeling`;
 - `settings`, `errors`, `interrupts`.

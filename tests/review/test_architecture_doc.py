@@ -9,6 +9,7 @@ from breedops.settings import project_root
 
 ARCHITECTURE = project_root() / "docs" / "ARCHITECTURE.md"
 CITATION = re.compile(r"\bcontract[ -](\d+)\b", re.IGNORECASE)
+SELF = "tests/review/test_architecture_doc.py"
 HEADING = re.compile(r"^### Contract (\d+): \S", re.MULTILINE)
 
 
@@ -30,7 +31,8 @@ def _tracked_text_files() -> dict[str, str]:
     listed = subprocess.run(["git", "ls-files", "-z"], cwd=project_root(), check=True,
                             capture_output=True).stdout.decode().split("\0")
     files = {}
-    for name in filter(None, listed):
+    # This file cites made-up contracts on purpose.
+    for name in filter(lambda n: n and n != SELF, listed):
         path = project_root() / name
         if path.suffix in {".png", ".zip", ".csv", ".json"} or not path.is_file():
             continue
@@ -50,7 +52,6 @@ def test_no_citation_points_outside_the_repository():
     # The design notes the contracts came from are not in the repository.
     outside = re.compile(r"\bDESIGN(\.md| contract)")
     cited = [f"{path}: {line.strip()}" for path, text in _tracked_text_files().items()
-             if path != "tests/review/test_architecture_doc.py"
              for line in text.splitlines() if outside.search(line)]
     assert cited == []
 
