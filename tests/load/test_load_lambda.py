@@ -54,14 +54,14 @@ def function_factory(load_deployment, tmp_path_factory):
 
 
 def test_lambda_load_below_capacity_has_zero_errors(function_factory):
-    with lambda_sender(function_factory(2), sample_image(64)) as send:
+    with lambda_sender(function_factory(2), "live", sample_image(64)) as send:
         assert send().status == "200"  # the cold start, outside the measurement
         report = open_loop(send, rps=4, duration_s=1, max_in_flight=2).to_dict()
     assert report["completed"] == 4 and report["errors"] == 0 and report["throttled"] == 0
 
 
 def test_lambda_load_beyond_reserved_concurrency_counts_throttles(function_factory):
-    with lambda_sender(function_factory(1), sample_image(64)) as send:
+    with lambda_sender(function_factory(1), "live", sample_image(64)) as send:
         send()
         report = open_loop(send, rps=40, duration_s=0.5, max_in_flight=20).to_dict()
     assert report["completed"] == 20
@@ -72,5 +72,5 @@ def test_lambda_load_beyond_reserved_concurrency_counts_throttles(function_facto
 
 def test_lambda_sender_refuses_remote_emulator(monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://198.51.100.7:5566")
-    with pytest.raises(LoadError, match="not a loopback"), lambda_sender("any", b""):
+    with pytest.raises(LoadError, match="not a loopback"), lambda_sender("any", "live", b""):
         pass

@@ -20,6 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="endpoint name (default: the env's endpoint_name output)")
     parser.add_argument("--function", default=None,
                         help="function name (default: the env's lambda_function_name output)")
+    parser.add_argument("--qualifier", default=None,
+                        help="the function's alias (default: the env's lambda_alias_name output)")
     parser.add_argument("--env", default="local", help="Terraform environment (default: local)")
     parser.add_argument("--image", type=Path, default=None,
                         help="a JPEG or PNG to send (default: a generated 224 px JPEG)")
@@ -44,7 +46,8 @@ def load_command(args: argparse.Namespace) -> int:
         report = open_loop(send, args.rps, args.duration, args.max_requests, args.max_in_flight)
     else:
         name = output_or_flag(args.function, args.env, "lambda_function_name", "--function")
-        with targets.lambda_sender(name, image) as send:
+        alias = output_or_flag(args.qualifier, args.env, "lambda_alias_name", "--qualifier")
+        with targets.lambda_sender(name, alias, image) as send:
             report = open_loop(send, args.rps, args.duration, args.max_requests,
                                args.max_in_flight)
     result = {"target": args.target, "name": name, **report.to_dict()}

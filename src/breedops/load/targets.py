@@ -84,7 +84,7 @@ def endpoint_sender(endpoint_name: str, image: bytes, max_connections: int = 64,
 
 
 @contextmanager
-def lambda_sender(function_name: str, image: bytes, qualifier: str = "live",
+def lambda_sender(function_name: str, qualifier: str, image: bytes,
                   max_connections: int = 64) -> Iterator[Sender]:
     """Direct invocations of the function's alias through the emulator's Lambda API (boto3
     `Invoke`, no retries): the emulator runs the function with its reserved and provisioned

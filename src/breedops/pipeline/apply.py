@@ -297,8 +297,9 @@ def _serving(options: PipelineOptions, pending: list[Any]) -> Stage:
 def _smoke_test(options: PipelineOptions) -> Stage:
     def run(out: Outputs) -> Outputs:
         image, true_label = held_out_image(Path(out["dataset_dir"]))
-        function = out["terraform_outputs"]["lambda_function_name"]
-        status, payload, report = invoke_lambda(options.env, function, image)
+        outputs = out["terraform_outputs"]
+        status, payload, report = invoke_lambda(outputs["lambda_function_name"],
+                                                outputs["lambda_alias_name"], image)
         if status != 200:
             raise BreedopsError(f"the Lambda answered {status}: {json.dumps(payload)}")
         top = payload["predictions"][0]
@@ -326,8 +327,8 @@ def held_out_image(dataset_dir: Path) -> tuple[Path, str]:
     return path, split.classes[index]
 
 
-def invoke_lambda(env: str, function: str, image: Path) -> tuple[int, dict[str, Any], str]:
-    """Invoke the deployed function with `image` through its alias `live`, as any client does.
+def invoke_lambda(function: str, alias: str, image: Path) -> tuple[int, dict[str, Any], str]:
+    """Invoke the deployed function with `image` through its alias, as any client does.
 
     One code path for every `env`: the emulator serves `Invoke` locally, Lambda on AWS. The
     status is the function's (its API Gateway `statusCode`), or the API's when `Invoke` itself
@@ -336,7 +337,7 @@ def invoke_lambda(env: str, function: str, image: Path) -> tuple[int, dict[str, 
     from breedops.serving import lambda_client
 
     answer = lambda_client.invoke(lambda_client.lambda_client(), function,
-                                  lambda_client.image_payload(image), qualifier="live")
+                                  lambda_client.image_payload(image), alias)
     if not answer.accepted:
         return answer.status, {"error": answer.error_code, "message": answer.error_message}, ""
     payload = answer.payload if isinstance(answer.payload, dict) else {"body": answer.payload}

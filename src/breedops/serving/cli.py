@@ -24,7 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     invoke.add_argument("--function", default=None,
                         help="function name (default: the env's lambda_function_name output)")
     invoke.add_argument("--env", default="local", help="Terraform environment (default: local)")
-    invoke.add_argument("--qualifier", default="live", help="alias or version (default: live)")
+    invoke.add_argument("--qualifier", default=None,
+                        help="alias or version (default: the env's lambda_alias_name output)")
     invoke.add_argument("--concurrency", type=int, default=1, help="simultaneous clients")
     invoke.add_argument("--requests", type=int, default=None,
                         help="invocations in all (default: one per client)")
@@ -53,6 +54,7 @@ def invoke_command(args: argparse.Namespace) -> int:
         raise ConfigurationError("--concurrency and --requests must be at least 1")
     use_emulator_when_local(args.env)
     name = output_or_flag(args.function, args.env, "lambda_function_name", "--function")
+    qualifier = output_or_flag(args.qualifier, args.env, "lambda_alias_name", "--qualifier")
     payload = lambda_client.image_payload(args.image)
     if len(payload) > 6 * 1024 * 1024:
         raise ConfigurationError(f"--image {args.image}: too large for a synchronous "
@@ -65,10 +67,10 @@ def invoke_command(args: argparse.Namespace) -> int:
             print(f"{answer.status} {answer.error_code}: {answer.error_message}", flush=True)
 
     answers = lambda_client.invoke_many(name, payload, requests, args.concurrency,
-                                        args.qualifier, on_answer=show)
+                                        qualifier, on_answer=show)
     first = next((a for a in answers if a.accepted), answers[0])
     print(json.dumps(first.payload if first.accepted else first.to_dict(), indent=2))
     summary = lambda_client.summary(answers)
-    print(json.dumps({"function": name, "qualifier": args.qualifier, **summary}))
+    print(json.dumps({"function": name, "qualifier": qualifier, **summary}))
     return 0 if summary["errors"] == 0 and summary["accepted"] > 0 else 1
 

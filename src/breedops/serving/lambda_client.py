@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-DEFAULT_QUALIFIER = "live"
 THROTTLING_CODES = ("TooManyRequestsException", "ThrottlingException", "Throttling")
 
 
@@ -80,8 +79,7 @@ def report_line(log_result: str | None) -> str | None:
     return reports[-1].rstrip("\t") if reports else None
 
 
-def invoke(client: Any, function: str, payload: bytes, qualifier: str = DEFAULT_QUALIFIER,
-           ) -> Answer:
+def invoke(client: Any, function: str, payload: bytes, qualifier: str) -> Answer:
     """One synchronous invocation; API errors (throttles included) become answers."""
     from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
 
@@ -114,7 +112,7 @@ def invoke(client: Any, function: str, payload: bytes, qualifier: str = DEFAULT_
 
 
 def invoke_many(function: str, payload: bytes, requests: int, concurrency: int,
-                qualifier: str = DEFAULT_QUALIFIER,
+                qualifier: str,
                 on_answer: Callable[[Answer], None] | None = None) -> list[Answer]:
     """`requests` invocations from `concurrency` simultaneous clients; the first wave
     arrives together, as a burst does."""
