@@ -76,7 +76,7 @@ def test_invoke_command_prints_report_lines_and_summary(deployed_function, tmp_p
     image = tmp_path / "dog.png"
     image.write_bytes(image_bytes("RGBA", "PNG"))
     assert main(["invoke", "--image", str(image), "--function", deployed_function,
-                 "--concurrency", "2", "--requests", "3"]) == 0
+                 "--qualifier", "live", "--concurrency", "2", "--requests", "3"]) == 0
     out = capsys.readouterr().out
     reports = [line for line in out.splitlines() if line.startswith("REPORT RequestId: ")]
     assert len(reports) == 3
