@@ -9,12 +9,14 @@ small digits, 2 trials, 1 epoch) in a sandbox with its own emulator, and in turn
     state matches the emulator (every resource of the project's prefix in one is in the other),
     no lock is left;
 (b) `kill -9` of the emulator while the data uploads, `make up`: nothing acknowledged is lost;
-(c) Ctrl-C while the training job runs: the job goes on, and is named with how to stop it;
-    then `kill -9` of the emulator while it still runs, `make up`: the job runs again;
+(c) Ctrl-C while the tuning job's trials train: the job goes on, and is named with how to
+    stop it; then `kill -9` of the emulator while it still runs, `make up`: its trials run
+    again;
 (d) the next `make apply` waits on that same job (no second one is submitted); Ctrl-C during
     the serving stage's Terraform apply; state and emulator still agree;
-(e) a last `make apply` converges and its smoke test passes; one tuning job, one training job,
-    and every object, role and tag seen before the kills is still there.
+(e) a last `make apply` converges and its smoke test passes, serving the best trial; one tuning
+    job, no other training job, and every object, role and tag seen before the kills is still
+    there.
 
 "In the middle of" is read from what the emulator and the state show, never from sleeps.
 """
@@ -356,8 +358,17 @@ def check_kept(before: dict[str, Any], after: dict[str, Any]) -> None:
     assert before["bucket_tags"] == after["bucket_tags"]
 
 
-def training_job(project: Project, name: str) -> dict[str, Any]:
-    return project.admin("sagemaker").describe_training_job(TrainingJobName=name)
+def trials(project: Project, tuning_job: str) -> list[dict[str, Any]]:
+    """The tuning job's trials, each as DescribeTrainingJob shows it."""
+    sm = project.admin("sagemaker")
+    listed = sm.list_training_jobs_for_hyper_parameter_tuning_job(
+        HyperParameterTuningJobName=tuning_job)["TrainingJobSummaries"]
+    return [sm.describe_training_job(TrainingJobName=t["TrainingJobName"]) for t in listed]
+
+
+def tuning_status(project: Project, tuning_job: str) -> str:
+    return project.admin("sagemaker").describe_hyper_parameter_tuning_job(
+        HyperParameterTuningJobName=tuning_job)["HyperParameterTuningJobStatus"]
 
 
 @pytest.fixture
@@ -431,33 +442,35 @@ def test_make_apply_survives_interrupts_and_emulator_kills(project: Project):
     check_kept(before_kill, acknowledged(project))
     check_state_matches_emulator(project)
 
-    # (c) Ctrl-C while the training job runs; then kill -9 of the emulator under it.
+    # (c) Ctrl-C while the tuning job's trials train; then kill -9 of the emulator under it.
     run, output = project.start_apply()
 
     def training() -> str | None:
-        name = project.submitted("train")
-        return name if name and training_job(project, name).get(
-            "SecondaryStatus") == "Training" else None
+        name = project.submitted("tune")
+        return name if name and any(t.get("SecondaryStatus") == "Training"
+                                    for t in trials(project, name)) else None
 
-    job = wait_for(training, "the training job to train", timeout=RUN_TIMEOUT, alive=run,
-                   output=output)
+    job = wait_for(training, "a trial of the tuning job to train", timeout=RUN_TIMEOUT,
+                   alive=run, output=output)
     said = stop_run(run, output, signal.SIGINT)
-    assert f"stopped waiting for training job {job}, which keeps running" in said, said[-3000:]
+    assert f"stopped waiting for tuning job {job}, which keeps running" in said, said[-3000:]
     assert "the next `make apply` resumes waiting on it" in said
-    assert f"aws sagemaker stop-training-job --training-job-name {job}" in said
+    assert ("aws sagemaker stop-hyper-parameter-tuning-job "
+            f"--hyper-parameter-tuning-job-name {job}") in said
     assert "Traceback" not in said
-    assert training_job(project, job)["TrainingJobStatus"] == "InProgress"
+    assert tuning_status(project, job) == "InProgress"
     before_kill = acknowledged(project)
     project.kill_emulator()
     project.up()
-    # On AWS a job outlives an outage of the API: the emulator runs it again.
-    wait_for(lambda: "Restarting" in [t["Status"] for t in training_job(project, job)[
-        "SecondaryStatusTransitions"]], "the training job to run again", timeout=30)
+    # On AWS a job outlives an outage of the API: the emulator runs the trials again.
+    wait_for(lambda: any("Restarting" in [s["Status"] for s in t["SecondaryStatusTransitions"]]
+                         for t in trials(project, job)),
+             "a trial to run again", timeout=30)
     check_kept(before_kill, acknowledged(project))
 
     # (d) the rerun waits on the same job; Ctrl-C during the serving stage's Terraform apply.
     said, _ = ctrl_c_while_terraform_creates(project, "serving")
-    assert f"training job {job}, submitted by an earlier run, is" in said, said[-3000:]
+    assert f"tuning job {job}, submitted by an earlier run, is" in said, said[-3000:]
     assert "finished what it had started" in said, said[-3000:]
     check_state_matches_emulator(project)
 
@@ -466,15 +479,16 @@ def test_make_apply_survives_interrupts_and_emulator_kills(project: Project):
     said = finish_run(run, output)
     summary = json.loads((project.pipeline / "summary.json").read_text())
     assert "pipeline complete" in said
-    assert summary["training_job_name"] == job
+    assert summary["tuning_job_name"] == job
     assert summary["smoke_prediction"]["label"]
     sm = project.admin("sagemaker")
+    assert summary["training_job_name"] == sm.describe_hyper_parameter_tuning_job(
+        HyperParameterTuningJobName=job)["BestTrainingJob"]["TrainingJobName"]
     tuning_jobs = sm.list_hyper_parameter_tuning_jobs()["HyperParameterTuningJobSummaries"]
-    assert [t["HyperParameterTuningJobName"] for t in tuning_jobs] == \
-        [summary["tuning_job_name"]]
+    assert [t["HyperParameterTuningJobName"] for t in tuning_jobs] == [job], \
+        "a tuning job was submitted again"
     trained = [j["TrainingJobName"] for j in sm.list_training_jobs(MaxResults=100)[
-        "TrainingJobSummaries"] if not j["TrainingJobName"].startswith(
-        summary["tuning_job_name"])]
-    assert trained == [job], "a training job was submitted again"
+        "TrainingJobSummaries"] if not j["TrainingJobName"].startswith(job)]
+    assert trained == [], "a training job ran besides the trials"
     check_kept(before_kill, acknowledged(project))
     check_state_matches_emulator(project)

@@ -144,13 +144,13 @@ def test_tune_runs_trials_that_keep_their_own_checkpoints(
     for name in names:
         assert not any("resuming" in line for lines in _log_lines(name).values()
                        for line in lines)
-        # A trial's model is compared, not served: eager only, no ONNX export or wheels.
+        # Every trial's model can be served (the best one is): the gated ONNX variant and
+        # the runtime's wheels for the endpoint are in each model.tar.gz.
         with _model_tar(digits_bucket, name) as tar:
             packaged = set(tar.getnames())
-        assert {"model.pth", "labels.json", "code/inference.py"} <= packaged
-        assert "model.onnx" not in packaged
-        assert not any(n.startswith("code/lib") or n == "code/requirements.txt"
-                       for n in packaged)
+        assert {"model.pth", "labels.json", "code/inference.py", "model.onnx",
+                "code/requirements.txt"} <= packaged
+        assert any(n.startswith("code/lib/onnxruntime-") for n in packaged)
 
 
 def test_train_with_a_role_sagemaker_cannot_assume_is_refused(digits_bucket: str) -> None:

@@ -52,8 +52,9 @@ def own_prediction(model_data_url: str, image: Path, work: Path) -> dict:
         sys.modules.pop("packaged_inference", None)
 
 
-def assert_jobs_tell_the_truth(tuning_job_name: str, training_job_name: str) -> None:
-    """What a plain client sees: real trials, a best one among them, metrics from the logs."""
+def assert_jobs_tell_the_truth(tuning_job_name: str, served_job_name: str) -> None:
+    """What a plain client sees: real trials, a best one among them, metrics from the logs;
+    the served model is the best trial's, with the serving variant."""
     sagemaker, logs = boto3.client("sagemaker"), boto3.client("logs")
     tuning = sagemaker.describe_hyper_parameter_tuning_job(
         HyperParameterTuningJobName=tuning_job_name)
@@ -63,14 +64,18 @@ def assert_jobs_tell_the_truth(tuning_job_name: str, training_job_name: str) -> 
     assert tuning["TrainingJobStatusCounters"]["Completed"] == len(trials) == 2
     best = tuning["BestTrainingJob"]
     assert best["TrainingJobName"] in {t["TrainingJobName"] for t in trials}
+    assert served_job_name == best["TrainingJobName"]
     best_job = sagemaker.describe_training_job(TrainingJobName=best["TrainingJobName"])
     logged = {m["MetricName"]: m["Value"] for m in best_job["FinalMetricDataList"]}
     assert best["FinalHyperParameterTuningJobObjectiveMetric"]["Value"] == pytest.approx(
         logged["valid_loss"])
-    final = sagemaker.describe_training_job(TrainingJobName=training_job_name)
-    assert final["TrainingJobStatus"] == "Completed" and final["TrainingTimeInSeconds"] > 0
+    assert best_job["TrainingJobStatus"] == "Completed" and best_job["TrainingTimeInSeconds"] > 0
+    # Only the tuning job's trials ran: no training job retrains the best one.
+    others = [j["TrainingJobName"] for j in sagemaker.list_training_jobs(MaxResults=100)[
+        "TrainingJobSummaries"] if not j["TrainingJobName"].startswith(tuning_job_name)]
+    assert others == []
     events = logs.filter_log_events(logGroupName="/aws/sagemaker/TrainingJobs",
-                                    logStreamNamePrefix=f"{training_job_name}/")["events"]
+                                    logStreamNamePrefix=f"{served_job_name}/")["events"]
     assert any("valid_loss=" in e["message"] for e in events)
 
 
@@ -84,6 +89,7 @@ def test_apply_end_to_end(pipeline_env, tmp_path):
     assert artifact["training_job_name"] == first["training_job_name"]
     assert artifact["model_data_url"] == first["model_data_url"]
     own = own_prediction(first["model_data_url"], Path(first["smoke_image"]), tmp_path / "m")
+    assert own["runtime"] == "onnxruntime"  # the best trial packaged the serving variant
     through_lambda = first["smoke_prediction"]
     assert through_lambda["label"] == own["predictions"][0]["label"]
     assert through_lambda["probability"] == pytest.approx(own["predictions"][0]["probability"],
@@ -163,7 +169,7 @@ def test_second_apply_is_a_noop_then_destroy_removes_serving(pipeline_env):
 
     outcomes = {s["stage"]: s["outcome"] for s in second["stages"]}
     assert {k: v for k, v in outcomes.items() if k not in ("services", "smoke")} == {
-        "base": "skipped", "data": "skipped", "tune": "skipped", "train": "skipped",
+        "base": "skipped", "data": "skipped", "tune": "skipped",
         "serving": "skipped"}
     assert second["training_job_name"] == first["training_job_name"]
     plan_json, _ = driver.plan("local")

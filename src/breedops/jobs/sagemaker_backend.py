@@ -35,7 +35,6 @@ from breedops.jobs.spec import (
     CHANNELS,
     FRAMEWORK_VERSION,
     PY_VERSION,
-    TRIAL_STATIC_HYPERPARAMETERS,
     WEIGHTS_CHANNEL,
     HyperParameters,
     TrainingRequest,
@@ -140,11 +139,9 @@ class SageMakerBackend:
         self.source_dir = stage_source_dir(Path(self._staging.name))
 
     def model_trainer(self, request: TrainingRequest, job_name: str,
-                      source_dir: str | None = None,
-                      extra_hyperparameters: dict[str, str] | None = None) -> Any:
+                      source_dir: str | None = None) -> Any:
         """The ModelTrainer for `request` (a tuner uses it as its training job definition);
-        `source_dir` is the staged source's S3 URI (default: the local staging folder);
-        `extra_hyperparameters` are passed to the entry point besides the request's."""
+        `source_dir` is the staged source's S3 URI (default: the local staging folder)."""
         from sagemaker.core import image_uris
         from sagemaker.core.helper.session_helper import Session
         from sagemaker.core.shapes import StoppingCondition
@@ -184,8 +181,7 @@ class SageMakerBackend:
             output_data_config=OutputDataConfig(s3_output_path=request.output_uri),
             checkpoint_config=CheckpointConfig(s3_uri=request.checkpoint_uri(job_name),
                                                local_path=CHECKPOINT_LOCAL_PATH),
-            hyperparameters={**request.hyperparameters.as_strings(),
-                             **(extra_hyperparameters or {})},
+            hyperparameters=request.hyperparameters.as_strings(),
             tags=[{"key": k, "value": v} for k, v in request.tags.items()] or None,
         )
         return trainer.with_metric_definitions(_metric_definitions())
@@ -319,8 +315,7 @@ class SageMakerBackend:
                                                request.training.name_prefix)
         tuner = HyperparameterTuner(
             model_trainer=self.model_trainer(request.training, job_name,
-                                             self._stage_source(request.training, job_name),
-                                             TRIAL_STATIC_HYPERPARAMETERS),
+                                             self._stage_source(request.training, job_name)),
             objective_metric_name=OBJECTIVE_METRIC,
             objective_type=OBJECTIVE_TYPE,
             metric_definitions=[dict(d) for d in METRIC_DEFINITIONS],

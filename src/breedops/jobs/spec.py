@@ -18,10 +18,6 @@ DEFAULT_MAX_WAIT_S = 7200
 # The container PyTorch version; it matches the pinned torch minor where AWS publishes one.
 FRAMEWORK_VERSION = "2.5"
 PY_VERSION = "py311"
-# What every tuning trial is given besides its hyperparameters: a trial's model is compared,
-# not served, so it skips the ONNX export, its gate and the vendored runtime (the final
-# training job packages them).
-TRIAL_STATIC_HYPERPARAMETERS = {"onnx": "false"}
 
 
 class _HyperParameterValues:

@@ -1,14 +1,14 @@
 """`make apply`: the whole pipeline, from nothing to a prediction through the Lambda.
 
 Stages (each skipped when its inputs did not change, see `stages.py`):
-services -> base infrastructure -> data -> tuning -> training -> serving -> smoke test.
+services -> base infrastructure -> data -> tuning (its best trial's model is the artifact) ->
+serving -> smoke test.
 `env="local"` runs against the emulator with local jobs and hosting; `env="aws"` against the
 account of the standard credential chain, with SageMaker jobs.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -45,7 +45,7 @@ class PipelineOptions:
     dataset: str = "digits"
     trials: int = 4
     parallel_trials: int = 2
-    epochs: int | None = None  # fixes the tuner's epoch range and the final job's epochs
+    epochs: int | None = None  # fixes the tuner's epoch range
     force: bool = False
     # Hyperparameter defaults and ranges; None: the dataset's (`preset_for_dataset`).
     preset: str | None = None
@@ -189,11 +189,11 @@ def _data(options: PipelineOptions) -> Stage:
                  principal=OPERATOR)
 
 
-def _training_request(options: PipelineOptions, out: Outputs, **overrides: Any):
+def _training_request(options: PipelineOptions, out: Outputs):
+    """What every trial of the tuning job runs, before the tuner sets the searched values."""
     from breedops.jobs.spec import DEFAULT_INSTANCE_TYPE, HyperParameters, TrainingRequest
 
-    if options.epochs is not None:
-        overrides["epochs"] = options.epochs
+    overrides = {} if options.epochs is None else {"epochs": options.epochs}
     tf = out["terraform_outputs"]
     return TrainingRequest(
         bucket=tf["bucket_name"], dataset=out["dataset"],
@@ -218,36 +218,6 @@ def _tuning_request(options: PipelineOptions, out: Outputs):
 def _tune(options: PipelineOptions) -> Stage:
     def fingerprint(out: Outputs) -> Any:
         return {"data": out["dataset_hash"], "request": repr(_tuning_request(options, out)),
-                "code": code_version("training", "modeling")}
-
-    def run(out: Outputs) -> Outputs:
-        from breedops.jobs import workflow
-
-        backend = workflow.get_backend(options.env)
-        submitted = submitted_job(options.env, "tune", fingerprint(out))
-        result = backend.tune(_tuning_request(options, out), submitted)
-        submitted.clear()  # the stage's record holds the result from here on
-        return {"tuning_job_name": result.tuning_job_name,
-                "tuning_objective_valid_loss": result.objective_value,
-                "best_trial_job_name": result.best.job_name,
-                "best_hyperparameters": result.best.hyperparameters.as_strings()}
-
-    return Stage("tune", f"tuning job ({options.preset_name} preset): {options.trials} trials, "
-                 f"{options.parallel_trials} in parallel", fingerprint, run,
-                 "the failing trial's log is named above; fix the cause and re-run make apply",
-                 principal=OPERATOR)
-
-
-def _train(options: PipelineOptions) -> Stage:
-    def request(out: Outputs):
-        from breedops.jobs.spec import HyperParameters
-
-        best = HyperParameters.from_strings(out["best_hyperparameters"])
-        return _training_request(options, out, **{
-            f.name: getattr(best, f.name) for f in dataclasses.fields(best)})
-
-    def fingerprint(out: Outputs) -> Any:
-        return {"tuning": out["tuning_job_name"], "request": repr(request(out)),
                 "code": code_version("training", "modeling", "serving")}
 
     def run(out: Outputs) -> Outputs:
@@ -255,23 +225,31 @@ def _train(options: PipelineOptions) -> Stage:
         from breedops.jobs.artifacts import fetch_job_outputs
 
         backend = workflow.get_backend(options.env)
-        submitted = submitted_job(options.env, "train", fingerprint(out))
-        result = workflow.train(options.env, backend, request(out),
-                                tuning_job_name=out["tuning_job_name"], submitted=submitted)
-        target = pipeline_dir(options.env) / "outputs" / result.job_name
-        outputs = fetch_job_outputs(result.model_data_url, backend.s3, target)
-        outputs += backend.save_job_logs(result.job_name, target)
-        produced = {"training_job_name": result.job_name, "training_job_arn": result.job_arn,
-                    "model_data_url": result.model_data_url, "test_metrics": result.metrics,
+        submitted = submitted_job(options.env, "tune", fingerprint(out))
+        result = backend.tune(_tuning_request(options, out), submitted)
+        # The best trial's model is what gets served, as the SDK's `tuner.deploy()` does: every
+        # trial packages the serving variant, and a training job with the best trial's
+        # hyperparameters and seed would only compute the same model again.
+        best = result.best
+        workflow.record(options.env, backend, best, tuning_job_name=result.tuning_job_name)
+        target = pipeline_dir(options.env) / "outputs" / best.job_name
+        outputs = fetch_job_outputs(best.model_data_url, backend.s3, target)
+        outputs += backend.save_job_logs(best.job_name, target)
+        produced = {"tuning_job_name": result.tuning_job_name,
+                    "tuning_objective_valid_loss": result.objective_value,
+                    "best_hyperparameters": best.hyperparameters.as_strings(),
+                    "training_job_name": best.job_name, "training_job_arn": best.job_arn,
+                    "model_data_url": best.model_data_url, "test_metrics": best.metrics,
                     "artifacts_file": str(settings.artifacts_file(options.env)),
                     "plots": [str(p) for p in outputs if p.suffix == ".png"],
                     "job_logs": [str(p) for p in outputs if p.suffix == ".log"]}
-        submitted.clear()
+        submitted.clear()  # the stage's record holds the result from here on
         return produced
 
-    return Stage("train", "training job with the best hyperparameters -> artifacts file",
+    return Stage("tune", f"tuning job ({options.preset_name} preset): {options.trials} trials, "
+                 f"{options.parallel_trials} in parallel; the best one's model -> artifacts file",
                  fingerprint, run,
-                 "the job's log is named above; fix the cause and re-run make apply",
+                 "the failing trial's log is named above; fix the cause and re-run make apply",
                  principal=OPERATOR)
 
 
@@ -390,7 +368,7 @@ def build_stages(options: PipelineOptions, pending: list[Any] | None = None) -> 
     """The stages; `pending` collects what a stage leaves running for a later one."""
     pending = [] if pending is None else pending
     return [_services(options), _base(options, pending), _data(options), _tune(options),
-            _train(options), _serving(options, pending), _smoke_test(options)]
+            _serving(options, pending), _smoke_test(options)]
 
 
 def apply(options: PipelineOptions, out=sys.stdout) -> dict[str, Any]:
@@ -437,6 +415,7 @@ def make_summary(options: PipelineOptions, outputs: Outputs,
         "test_metrics": outputs["test_metrics"],
         "endpoint_name": tf.get("endpoint_name"),
         "lambda_function_name": tf.get("lambda_function_name"),
+        "lambda_alias_name": tf.get("lambda_alias_name"),
         "smoke_image": outputs["smoke_image"],
         "smoke_true_label": outputs["smoke_true_label"],
         "smoke_prediction": outputs["smoke_prediction"],
@@ -474,13 +453,13 @@ def render_summary(s: dict[str, Any]) -> str:
           for i, (arn, stages) in enumerate(ran_as.items())),
         f"  tuning job         {s['tuning_job_name']}",
         f"  best hyperparams   {hp}",
-        f"  training job       {s['training_job_name']}",
+        f"  best trial         {s['training_job_name']} (its model is served)",
         f"                     {s['training_job_arn']}",
         f"  model data         {s['model_data_url']}",
         f"  test accuracy      {accuracy:.4f}" if accuracy is not None else
         "  test accuracy      (not reported)",
         f"  endpoint           {s['endpoint_name']}",
-        f"  lambda             {s['lambda_function_name']} (alias live)",
+        f"  lambda             {s['lambda_function_name']} (alias {s.get('lambda_alias_name')})",
         (f"  sample prediction  {top.get('label')} (p={top.get('probability', 0):.3f}) for "
          f"{Path(s['smoke_image']).name}, true label {s['smoke_true_label']}"
          f" -> {'correct' if s['smoke_correct'] else 'WRONG'}"),

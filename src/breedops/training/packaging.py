@@ -6,7 +6,7 @@ eager model) and `code/`: the handler, `breedops.modeling`, and the serving runt
 the `requirements.txt` that installs them offline. Everything is built in a staging folder and
 moved in only once the gate has passed, so a failure leaves no half-written model.
 
-Without the ONNX variant (`onnx=False`: a tuning trial, whose model is compared, not served)
+Without the ONNX variant (`onnx=False`: an experiment whose model is compared, not served)
 the directory is `model.pth`, `labels.json` and the handler's code, and serves eager.
 """
 

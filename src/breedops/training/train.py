@@ -105,8 +105,8 @@ def build_parser(preset_name: str = DIGITS) -> argparse.ArgumentParser:
                      help="the version the endpoint reports (default: the job name)")
     job.add_argument("--onnx", type=boolean, default=True,
                      help="package model.onnx (gated against eager) and the ONNX Runtime wheels "
-                          "the endpoint serves it with; false: an eager-only model, for a tuning "
-                          "trial, whose model is compared, not served")
+                          "the endpoint serves it with; false: an eager-only model (quicker, for "
+                          "experiments whose model is compared, not served)")
     return p
 
 

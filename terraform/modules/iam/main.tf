@@ -406,7 +406,7 @@ data "aws_iam_policy_document" "operator" {
     }
   }
 
-  # Waiting on a job streams its log, and the train stage saves it beside the plots
+  # Waiting on a job streams its log, and the tune stage saves the best trial's beside the plots
   # (DescribeLogStreams, GetLogEvents); the summary prints a FilterLogEvents command to read it.
   # Only the project's own jobs' streams.
   statement {
