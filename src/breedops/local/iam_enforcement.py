@@ -49,6 +49,8 @@ ACTION_NAMES = {"lambda:Invoke": "lambda:InvokeFunction",
                 "lambda:InvokeWithResponseStream": "lambda:InvokeFunction"}
 # Condition keys a request carries in its query parameters.
 CONTEXT_PARAMETERS = {"s3:prefix": "prefix"}
+# A JSON-protocol request's parameters; an S3 object's bytes (an 8 MB part) are not parsed.
+JSON_BODY = re.compile(rb"\s*[{]")
 
 _request_context: ContextVar[dict[str, str] | None] = ContextVar("breedops_iam_context",
                                                                 default=None)
@@ -310,8 +312,10 @@ def _evaluate_conditions() -> None:
 def _check_implied(request: Any, resource: str) -> None:
     """What AWS checks besides the request's own action (PassRole, KMS through S3), each
     against the caller's policies; denied with AWS's message naming the implied action."""
+    body = request._body or b"{}"
     try:
-        params = json.loads(request._body or b"{}")
+        params = json.loads(body) if not isinstance(body, (bytes, bytearray)) or \
+            JSON_BODY.match(body) else {}
     except (TypeError, ValueError):
         params = {}
     if not isinstance(params, dict) or not params:
