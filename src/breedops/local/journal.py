@@ -231,7 +231,8 @@ class Journal:
         return SEED_BASE + seq
 
     def append(self, method: str, raw_uri: str, headers: dict[str, str], body: bytes) -> None:
-        """Record one request durably (fsynced) before it is acknowledged."""
+        """Record one request: its line written (and a large body durably); `sync()` makes
+        the line durable, before the request is acknowledged."""
         seq = self.next_seq
         entry: dict[str, Any] = {
             "seq": seq,
@@ -252,13 +253,20 @@ class Journal:
             try:
                 f.write(json.dumps(entry).encode() + b"\n")
                 f.flush()
-                os.fsync(f.fileno())
             except OSError:
                 f.truncate(end)  # no half line for the next append to continue
                 raise
         if created:
             _fsync_directory(self.directory)
         self.next_seq = seq + 1
+
+    def sync(self) -> None:
+        """Make every line written so far durable (one fsync covers them all)."""
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def entries(self) -> Iterable[tuple[dict[str, Any], bytes]]:
         for entry in self._kept:
@@ -360,11 +368,19 @@ class JournalingApp:
         for matches, serve in UNJOURNALED_ROUTES:
             if matches(environ):
                 return serve(environ, start_response, self.app, self._lock)
-        with self._lock:
-            return self._handle(environ, start_response)
-
-    def _handle(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        # Outside the lock: reading a large upload does not hold up every other request.
         body = _read_body(environ)
+        with self._lock:
+            chunks, appended = self._handle(environ, start_response, body)
+        if appended:
+            # Durable before the answer leaves, but outside the lock: other requests go on
+            # during the fsync, and one fsync covers every line written before it.
+            self.journal.sync()
+        return chunks
+
+    def _handle(self, environ: dict, start_response: Callable,
+                body: bytes) -> tuple[list[bytes], bool]:
+        """Serve one request under the lock; (the answer, whether it was journaled)."""
         # The app reads the body again from a fresh stream that ends with it: one copy, where a
         # stream limited by Content-Length is read 64 KB at a time.
         environ["wsgi.input"] = io.BytesIO(body)
@@ -394,7 +410,8 @@ class JournalingApp:
         elif journaled and status and status[0] < 400:
             raw_uri = path + (f"?{query}" if query else "")
             self.journal.append(method, raw_uri, headers, body)
-        return chunks
+            return chunks, True
+        return chunks, False
 
     def replay(self) -> int:
         """Re-apply the journal to fresh backends, with the seeds of the original requests."""
