@@ -1,14 +1,15 @@
 """The inference handler of model.tar.gz (`code/inference.py`), in the SageMaker PyTorch style.
 
 The serving container (and breedops' local hosting) calls `model_fn` once per worker, then
-`input_fn` -> `predict_fn` -> `output_fn` per request. It imports only torch, torchvision, PIL,
-the standard library, the container's `sagemaker_inference`, and `breedops.modeling`, which
-travels in the tarball next to it.
+`input_fn` -> `predict_fn` -> `output_fn` per request. It imports only torch, torchvision,
+numpy, PIL, the standard library, the container's `sagemaker_inference`, and
+`breedops.modeling`, which travels in the tarball next to it.
 
 The network runs on ONNX Runtime when the artifact has `model.onnx` (exported and gated against
 the eager model at packaging) and `onnxruntime` imports (the toolkit installs it from the wheels
 in `code/lib/`), else on the eager model from `model.pth`; both take the same preprocessed
-tensor. Every answer names the runtime (`"runtime"`), and `model_fn` logs it with the reason.
+batch (`eval_batch`: the evaluation transform's tensor as a numpy array). Every answer names the
+runtime (`"runtime"`), and `model_fn` logs it with the reason.
 
 Every bad input raises an `InferenceError`: the inference toolkit's own error type
 (`sagemaker_inference.errors`, in every SageMaker framework serving container), which its
@@ -30,12 +31,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image, ImageOps
 from sagemaker_inference.errors import GenericInferenceToolkitError
 
 from breedops.modeling.architectures import load_model
-from breedops.modeling.transforms import build_eval_transform
+from breedops.modeling.transforms import eval_batch
 
 logger = logging.getLogger(__name__)
 
@@ -98,16 +100,16 @@ class ImageTooLargeError(InferenceError):
 
 
 class OnnxNetwork:
-    """An ONNX Runtime session called as the eager network is: a float tensor in, logits out."""
+    """An ONNX Runtime session called as a network: a float32 image batch array in, a logits
+    tensor out."""
 
     def __init__(self, session: Any) -> None:
         self.session = session
         self.input_name = session.get_inputs()[0].name
         self.output_name = session.get_outputs()[0].name
 
-    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
-        feed = {self.input_name: batch.float().contiguous().numpy()}
-        return torch.from_numpy(self.session.run([self.output_name], feed)[0])
+    def __call__(self, batch: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(self.session.run([self.output_name], {self.input_name: batch})[0])
 
 
 @dataclass(frozen=True)
@@ -116,7 +118,7 @@ class LoadedModel:
 
     network: Any  # torch.nn.Module or OnnxNetwork: both map an image batch to logits
     labels: list[str]
-    transform: Any
+    image_size: int
     model_version: str
     runtime: str = EAGER_RUNTIME
 
@@ -151,7 +153,7 @@ def model_fn(model_dir: str) -> LoadedModel:
     return LoadedModel(
         network=network,
         labels=labels,
-        transform=build_eval_transform(int(checkpoint["image_size"])),
+        image_size=int(checkpoint["image_size"]),
         model_version=version,
         runtime=runtime,
     )
@@ -209,10 +211,14 @@ def input_fn(request_body: bytes | str, content_type: str | None) -> Image.Image
 
 
 def predict_fn(data: Image.Image, model: LoadedModel) -> Prediction:
-    """Run the evaluation transform and the network; return softmax probabilities."""
-    batch = model.transform(data).unsqueeze(0)
+    """Preprocess as the evaluation transform does, run the network; return softmax
+    probabilities."""
+    batch = eval_batch(data, model.image_size)
     with torch.inference_mode():
-        logits = model.network(batch)
+        if model.runtime == EAGER_RUNTIME:
+            logits = model.network(torch.from_numpy(batch))  # shares the array's memory
+        else:
+            logits = model.network(batch)
     return Prediction(
         probabilities=torch.softmax(logits[0], dim=0),
         labels=model.labels,
