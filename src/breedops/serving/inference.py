@@ -37,7 +37,7 @@ from PIL import Image, ImageOps
 from sagemaker_inference.errors import GenericInferenceToolkitError
 
 from breedops.modeling.architectures import load_model
-from breedops.modeling.transforms import eval_batch
+from breedops.modeling.transforms import eval_batch, to_rgb
 
 logger = logging.getLogger(__name__)
 
@@ -295,7 +295,7 @@ def _decode_image(data: bytes) -> Image.Image:
         )
     try:
         image.load()
-        image = ImageOps.exif_transpose(image)
+        ImageOps.exif_transpose(image, in_place=True)  # not in place, it copies every image
         return _to_rgb(image)
     except Exception as e:
         raise InvalidRequestError(f"the body is not a decodable image (truncated or corrupt: {e})") from e
@@ -320,7 +320,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, rgba)
-    return image.convert("RGB")
+    return to_rgb(image)
 
 
 def _custom_attributes(context: Any) -> str:
