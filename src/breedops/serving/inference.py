@@ -176,8 +176,9 @@ def _onnx_network(path: Path) -> tuple[OnnxNetwork | None, str, str]:
     # The same thread count as torch's: the worker's share of the instance.
     options.intra_op_num_threads = torch.get_num_threads()
     options.inter_op_num_threads = 1
-    # No busy-waiting between requests: spinning threads starve the request's own decode and
-    # transform (torch's pool) on the same cores, measured as a slower handler than eager.
+    # No busy-waiting between requests: spinning threads take the cores that the next
+    # request's decode and preprocessing need. Re-measured once preprocessing left torch's
+    # pool: spinning made whole handler calls no faster, and resnet50's slower.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
     try:
