@@ -124,3 +124,12 @@ def test_output_fn_bad_top_k_raises(model):
 def test_input_fn_json_request_decodes_image():
     body = json.dumps({"image": base64.b64encode(encode("RGB", "PNG")).decode()})
     assert inference.input_fn(body, "application/json; charset=utf-8").size == (40, 30)
+
+
+def test_input_fn_turns_an_exif_rotated_jpeg_upright():
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: stored rotated, shown 90 degrees clockwise
+    buffer = io.BytesIO()
+    Image.new("RGB", (40, 30)).save(buffer, "JPEG", exif=exif)
+    image = inference.input_fn(buffer.getvalue(), "image/jpeg")
+    assert image.size == (30, 40) and 0x0112 not in image.getexif()

@@ -1,14 +1,15 @@
 """The inference handler of model.tar.gz (`code/inference.py`), in the SageMaker PyTorch style.
 
 The serving container (and breedops' local hosting) calls `model_fn` once per worker, then
-`input_fn` -> `predict_fn` -> `output_fn` per request. It imports only torch, torchvision, PIL,
-the standard library, the container's `sagemaker_inference`, and `breedops.modeling`, which
-travels in the tarball next to it.
+`input_fn` -> `predict_fn` -> `output_fn` per request. It imports only torch, torchvision,
+numpy, PIL, the standard library, the container's `sagemaker_inference`, and
+`breedops.modeling`, which travels in the tarball next to it.
 
 The network runs on ONNX Runtime when the artifact has `model.onnx` (exported and gated against
 the eager model at packaging) and `onnxruntime` imports (the toolkit installs it from the wheels
 in `code/lib/`), else on the eager model from `model.pth`; both take the same preprocessed
-tensor. Every answer names the runtime (`"runtime"`), and `model_fn` logs it with the reason.
+batch (`eval_batch`: the evaluation transform's tensor as a numpy array). Every answer names the
+runtime (`"runtime"`), and `model_fn` logs it with the reason.
 
 Every bad input raises an `InferenceError`: the inference toolkit's own error type
 (`sagemaker_inference.errors`, in every SageMaker framework serving container), which its
@@ -30,12 +31,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image, ImageOps
 from sagemaker_inference.errors import GenericInferenceToolkitError
 
 from breedops.modeling.architectures import load_model
-from breedops.modeling.transforms import build_eval_transform
+from breedops.modeling.transforms import eval_batch, to_rgb
 
 logger = logging.getLogger(__name__)
 
@@ -98,16 +100,16 @@ class ImageTooLargeError(InferenceError):
 
 
 class OnnxNetwork:
-    """An ONNX Runtime session called as the eager network is: a float tensor in, logits out."""
+    """An ONNX Runtime session called as a network: a float32 image batch array in, a logits
+    tensor out."""
 
     def __init__(self, session: Any) -> None:
         self.session = session
         self.input_name = session.get_inputs()[0].name
         self.output_name = session.get_outputs()[0].name
 
-    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
-        feed = {self.input_name: batch.float().contiguous().numpy()}
-        return torch.from_numpy(self.session.run([self.output_name], feed)[0])
+    def __call__(self, batch: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(self.session.run([self.output_name], {self.input_name: batch})[0])
 
 
 @dataclass(frozen=True)
@@ -116,7 +118,7 @@ class LoadedModel:
 
     network: Any  # torch.nn.Module or OnnxNetwork: both map an image batch to logits
     labels: list[str]
-    transform: Any
+    image_size: int
     model_version: str
     runtime: str = EAGER_RUNTIME
 
@@ -151,7 +153,7 @@ def model_fn(model_dir: str) -> LoadedModel:
     return LoadedModel(
         network=network,
         labels=labels,
-        transform=build_eval_transform(int(checkpoint["image_size"])),
+        image_size=int(checkpoint["image_size"]),
         model_version=version,
         runtime=runtime,
     )
@@ -174,8 +176,9 @@ def _onnx_network(path: Path) -> tuple[OnnxNetwork | None, str, str]:
     # The same thread count as torch's: the worker's share of the instance.
     options.intra_op_num_threads = torch.get_num_threads()
     options.inter_op_num_threads = 1
-    # No busy-waiting between requests: spinning threads starve the request's own decode and
-    # transform (torch's pool) on the same cores, measured as a slower handler than eager.
+    # No busy-waiting between requests: spinning threads take the cores that the next
+    # request's decode and preprocessing need. Re-measured once preprocessing left torch's
+    # pool: spinning made whole handler calls no faster, and resnet50's slower.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
     try:
@@ -209,10 +212,14 @@ def input_fn(request_body: bytes | str, content_type: str | None) -> Image.Image
 
 
 def predict_fn(data: Image.Image, model: LoadedModel) -> Prediction:
-    """Run the evaluation transform and the network; return softmax probabilities."""
-    batch = model.transform(data).unsqueeze(0)
+    """Preprocess as the evaluation transform does, run the network; return softmax
+    probabilities."""
+    batch = eval_batch(data, model.image_size)
     with torch.inference_mode():
-        logits = model.network(batch)
+        if model.runtime == EAGER_RUNTIME:
+            logits = model.network(torch.from_numpy(batch))  # shares the array's memory
+        else:
+            logits = model.network(batch)
     return Prediction(
         probabilities=torch.softmax(logits[0], dim=0),
         labels=model.labels,
@@ -289,7 +296,7 @@ def _decode_image(data: bytes) -> Image.Image:
         )
     try:
         image.load()
-        image = ImageOps.exif_transpose(image)
+        ImageOps.exif_transpose(image, in_place=True)  # not in place, it copies every image
         return _to_rgb(image)
     except Exception as e:
         raise InvalidRequestError(f"the body is not a decodable image (truncated or corrupt: {e})") from e
@@ -314,7 +321,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, rgba)
-    return image.convert("RGB")
+    return to_rgb(image)
 
 
 def _custom_attributes(context: Any) -> str:
