@@ -570,6 +570,47 @@ def test_create_training_job_with_empty_channel_fails_with_client_error(account)
     assert "Training" not in statuses
 
 
+def test_channel_objects_are_each_authorised_as_the_role(account):
+    """Each object of a channel is read as the job's role: an object its policy denies fails
+    the job though its neighbours were allowed, and an SSE-KMS object needs kms:Decrypt."""
+    kms = boto3.client("kms")
+    key = kms.create_key(Description=unique("channel-key"))["KeyMetadata"]["Arn"]
+    prefix = unique("mixed")
+    for index in range(3):
+        account.s3.put_object(Bucket=account.bucket, Key=f"{prefix}/ok-{index}.txt", Body=b"x",
+                              ServerSideEncryption="aws:kms", SSEKMSKeyId=key)
+    role = unique("sm-partial")
+    create_execution_role(account.iam, role, account.bucket)
+    role_arn = account.iam.get_role(RoleName=role)["Role"]["Arn"]
+
+    def run(name: str) -> dict[str, Any]:
+        request = account.training_request(unique(name), COMPLETING_SCRIPT,
+                                           channels=[account.channel("train", f"{prefix}/")])
+        request["RoleArn"] = role_arn
+        account.sm.create_training_job(**request)
+        return wait_for_training(account.sm, request["TrainingJobName"])
+
+    # No kms:Decrypt on the key: the first object already fails.
+    denied = run("nodecrypt")
+    assert denied["TrainingJobStatus"] == "Failed"
+    assert "AccessDenied" in denied["FailureReason"] and "kms:Decrypt" in denied["FailureReason"]
+
+    account.iam.put_role_policy(RoleName=role, PolicyName="decrypt", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "kms:Decrypt", "Resource": key},
+            {"Effect": "Deny", "Action": "s3:GetObject",
+             "Resource": f"arn:aws:s3:::{account.bucket}/{prefix}/secret*"}]}))
+    assert run("decrypts")["TrainingJobStatus"] == "Completed"
+
+    # One object the role may not read, sorted after three it may: the job still fails.
+    account.s3.put_object(Bucket=account.bucket, Key=f"{prefix}/secret.txt", Body=b"x",
+                          ServerSideEncryption="aws:kms", SSEKMSKeyId=key)
+    refused = run("secret")
+    assert refused["TrainingJobStatus"] == "Failed"
+    assert "s3:GetObject" in refused["FailureReason"]
+    assert f"{prefix}/secret.txt" in refused["FailureReason"]
+
+
 def test_create_training_job_with_unknown_role_is_validation_error(account):
     request = account.training_request(unique("norole"), COMPLETING_SCRIPT)
     request["RoleArn"] = f"arn:aws:iam::{ACCOUNT}:role/{unique('missing')}"

@@ -202,11 +202,19 @@ def _role_fetch(account: str, region: str, role_arn: str) -> transfer.Fetch:
         policies = [document for _, _, document in
                     principal_policies(iam_backends[account]["global"], role_arn)]
 
+    # The policies are read once per job, so a decision holds for its whole download: the key's
+    # kms:Decrypt, the same for every object, is evaluated once, not once per object.
+    allowed: set[tuple[str, str, tuple[tuple[str, str], ...]]] = set()
+
     def authorize(action: str, resource: str, context: dict[str, str] | None = None) -> None:
-        if policies is not None and not iam_enforcement.is_allowed(
-                policies, action, resource, context, principal=session):
+        decision = (action, resource, tuple(sorted((context or {}).items())))
+        if policies is None or decision in allowed:
+            return
+        if not iam_enforcement.is_allowed(policies, action, resource, context,
+                                          principal=session):
             raise transfer.ChannelError(f"AccessDenied: {role_arn} is not authorized to "
                                         f"perform: {action} on resource: {resource}")
+        allowed.add(decision)
 
     def fetch(bucket: str, key: str) -> bytes:
         authorize("s3:GetObject", f"arn:aws:s3:::{bucket}/{key}")
