@@ -280,3 +280,28 @@ def test_train_without_data_flags_or_channels_is_a_usage_error(tmp_path: Path) -
     result = _train(["--model-dir", str(tmp_path / "m")])
     assert result.returncode == EXIT_USAGE
     assert "no train data" in result.stderr
+
+
+def test_a_checkpoint_being_written_is_invisible_to_the_checkpoint_sync(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While torch.save writes, the only files the sync would upload are complete checkpoints
+    (a partial one uploaded under its own name would be a wasted 100+ MB upload, and restored)."""
+    from breedops.local.sagemaker_jobs.transfer import CheckpointSync
+    from breedops.training import train
+
+    folder = tmp_path / "checkpoints" / "job-1"
+    uploaded: list[str] = []
+    sync = CheckpointSync(None, "s3://bucket/checkpoints/job-1/", folder)
+    monkeypatch.setattr("breedops.local.sagemaker_jobs.transfer.upload",
+                        lambda s3, path, bucket, key: uploaded.append(path.name))
+    real_save = torch.save
+
+    def save_then_sync(obj, f, *args, **kwargs):
+        real_save(obj, f, *args, **kwargs)  # written, not yet renamed into place
+        sync.sync()
+
+    monkeypatch.setattr(torch, "save", save_then_sync)
+    train.save_checkpoint(folder / CHECKPOINT_FILE, epoch=1)
+    sync.sync()
+    assert uploaded == [CHECKPOINT_FILE]
+    assert sorted(p.name for p in folder.iterdir()) == [CHECKPOINT_FILE]

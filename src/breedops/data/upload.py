@@ -12,6 +12,10 @@ from breedops.data.layout import scan_dataset
 
 LOG = logging.getLogger(__name__)
 DEFAULT_WORKERS = 8
+# Below this a file is one PutObject: `upload_file` builds a transfer manager (a thread pool)
+# per call, which for thousands of small images costs more than the uploads. Above it,
+# `upload_file` sends parts (its default threshold is the same 8 MB).
+SINGLE_PUT_BYTES = 8 * 1024 * 1024
 
 
 def _md5(path: Path) -> str:
@@ -57,7 +61,11 @@ def upload_dataset(dataset_dir: Path, bucket: str, dataset: str, s3: Any = None,
     with tqdm(total=len(todo), unit="file", desc=f"upload {dataset}") as bar, \
             ThreadPoolExecutor(max_workers=workers) as pool:
         def upload(item: tuple[Path, str]) -> None:
-            s3.upload_file(str(item[0]), bucket, item[1])
+            path, key = item
+            if path.stat().st_size < SINGLE_PUT_BYTES:
+                s3.put_object(Bucket=bucket, Key=key, Body=path.read_bytes())
+            else:
+                s3.upload_file(str(path), bucket, key)
             bar.update(1)
         list(pool.map(upload, todo))
     LOG.info("s3://%s/%s: uploaded %d file(s), %d unchanged", bucket, prefix, len(todo),

@@ -213,11 +213,12 @@ def set_rng_state(state: dict) -> None:
 
 
 def save_checkpoint(path: Path, **state) -> None:
-    """Write atomically: a stop during the write leaves the previous checkpoint intact."""
+    """Write atomically: a stop during the write leaves the previous checkpoint intact. The
+    partial file is a dot file, which SageMaker's checkpoint sync (the emulator's) skips."""
     import torch
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(f".{path.name}.partial")
     torch.save(state, tmp)
     os.replace(tmp, path)
 
