@@ -207,16 +207,28 @@ def test_publish_refuses_a_nesting_violation_unless_overridden(tmp_path):
         tmp_path / "benchmarks" / "BENCHMARKS.md").read_text()
 
 
-def test_measure_in_sequence_times_each_path_alone_after_its_warmup(monkeypatch):
+def test_measure_in_sequence_times_each_path_alone_in_rounds_after_its_warmup(monkeypatch):
     from breedops.bench import serving
 
     monkeypatch.setattr(serving, "SETTLE_SECONDS", 0)
     calls = []
-    paths = {name: (lambda name=name: calls.append(name)) for name in ("forward", "handler")}
-    samples = serving.measure_in_sequence(paths, requests=3, warmup=2)
-    assert calls == ["forward"] * 5 + ["handler"] * 5  # never interleaved
-    assert {name: len(values) for name, values in samples.items()} == {"forward": 3,
-                                                                       "handler": 3}
+
+    def path(name):
+        def call():
+            calls.append(name)
+            return f"{name}-{len(calls)}"
+        return call
+
+    returned = {}
+    samples = serving.measure_in_sequence({name: path(name) for name in ("forward", "handler")},
+                                          requests=5, warmup=2, rounds=2, returned=returned)
+    # Never interleaved call by call: blocks of warm-up then timed calls, the paths taking turns.
+    assert calls == (["forward"] * 5 + ["handler"] * 5 + ["forward"] * 4 + ["handler"] * 4)
+    assert {name: len(values) for name, values in samples.items()} == {"forward": 5,
+                                                                       "handler": 5}
+    # Only the timed calls' values: the 3rd-5th and 13th-14th calls of forward, say.
+    assert returned["forward"] == ["forward-3", "forward-4", "forward-5", "forward-13",
+                                   "forward-14"]
 
 
 @pytest.mark.parametrize("arch", ["resnet18"])

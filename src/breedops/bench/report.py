@@ -244,7 +244,11 @@ def _serving_lines(section: dict[str, Any] | None) -> list[str]:
     lines += [(f"The same {section['image_size']} px JPEG ({section['image_bytes']} bytes) "
                f"through every path; {section['threads']} threads in the benchmark process and "
                "in the endpoint's one worker; each path alone, innermost first, "
-               f"{section['warmup']} warm-up calls then {section['requests']} timed ones."), "",
+               + (f"{section['requests']} timed calls per path in {section['rounds']} rounds "
+                  f"(the paths take turns; each turn starts with {section['warmup']} warm-up "
+                  "calls)." if section.get("rounds") else
+                  f"{section['warmup']} warm-up calls then {section['requests']} timed ones.")),
+              "",
               "| arch | runtime | path | p50 ms | p90 ms | p99 ms | min ms |",
               "|---|---|---|---:|---:|---:|---:|"]
     lines += [f"| {arch} | {runtime} | {path} | {v['p50_ms']} | {v['p90_ms']} | {v['p99_ms']} "

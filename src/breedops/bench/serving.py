@@ -34,6 +34,8 @@ WARMUP_ROUNDS = 3
 # Seconds between two paths, so that the previous path's threads are idle (see
 # `measure_in_sequence`).
 SETTLE_SECONDS = 1.0
+# Each path's timed calls come in this many blocks, the paths taking turns (`measure_in_sequence`).
+MEASURE_ROUNDS = 4
 
 
 def percentiles(samples_ms: list[float]) -> dict[str, float]:
@@ -239,26 +241,34 @@ def forward_call(runtime: str, model_dir: Path, batch: Any, threads: int) -> Any
     return forward
 
 
-def measure_in_sequence(paths: dict[str, Any], requests: int,
-                        warmup: int = WARMUP_ROUNDS) -> dict[str, list[float]]:
-    """Each path alone, one after the other: warm-up calls, then `requests` timed calls.
+def measure_in_sequence(paths: dict[str, Any], requests: int, warmup: int = WARMUP_ROUNDS,
+                        rounds: int = MEASURE_ROUNDS,
+                        returned: dict[str, list[Any]] | None = None) -> dict[str, list[float]]:
+    """Each path alone, one after the other, in `rounds` rounds: per round and path, warm-up
+    calls then its share of the `requests` timed calls. `returned` (when given) gets each timed
+    call's return value under its path.
 
-    Not interleaved: a path that follows one served by another process (the endpoint's worker,
-    the Lambda runner) shares the cores with that process's OpenMP threads, which spin for a
-    while after each forward pass; interleaving once made the handler look faster than the
-    forward pass it contains. The pause lets the previous path's threads go idle.
+    Not interleaved call by call: a path that follows one served by another process (the
+    endpoint's worker, the Lambda runner) shares the cores with that process's OpenMP threads,
+    which spin for a while after each forward pass; interleaving once made the handler look
+    faster than the forward pass it contains. The pause lets the previous path's threads go
+    idle. In rounds: a few seconds of other work on the machine (a process that just started,
+    a flush to disk) then land in one block of one path's samples, not in all of them, so they
+    cannot move its median past a path that contains it.
     """
-    samples: dict[str, list[float]] = {}
-    for name, call in paths.items():
-        time.sleep(SETTLE_SECONDS)
-        for _ in range(warmup):
-            call()
-        timed = []
-        for _ in range(requests):
-            started = time.perf_counter()
-            call()
-            timed.append((time.perf_counter() - started) * 1000)
-        samples[name] = timed
+    samples: dict[str, list[float]] = {name: [] for name in paths}
+    for block in range(rounds):
+        share = requests // rounds + (1 if block < requests % rounds else 0)
+        for name, call in paths.items():
+            time.sleep(SETTLE_SECONDS)
+            for _ in range(warmup):
+                call()
+            for _ in range(share):
+                started = time.perf_counter()
+                value = call()
+                samples[name].append((time.perf_counter() - started) * 1000)
+                if returned is not None:
+                    returned.setdefault(name, []).append(value)
     return samples
 
 
@@ -281,7 +291,7 @@ def bench_architecture(arch: str, work_dir: Path, image: bytes, requests: int,
     runtime_client = boto3.client("sagemaker-runtime")
     event = {"body": base64.b64encode(image).decode(), "isBase64Encoded": True,
              "headers": {"Content-Type": "image/jpeg"}}
-    lambda_results = []
+    returned: dict[str, list[Any]] = {}
 
     def handler() -> None:
         data = inference.input_fn(image, "image/jpeg")
@@ -297,20 +307,20 @@ def bench_architecture(arch: str, work_dir: Path, image: bytes, requests: int,
         if cold.status != 200:
             raise RuntimeError(f"the Lambda failed during the benchmark: {cold.payload}")
 
-        def invoke_lambda() -> None:
-            lambda_results.append(runner.invoke(event))
+        def invoke_lambda() -> Any:
+            return runner.invoke(event)
 
         paths = {"forward": forward_call(runtime, model_dir, batch, threads),
                  "handler": handler, "endpoint": invoke_endpoint,
                  "lambda_end_to_end": invoke_lambda}
-        samples = measure_in_sequence(paths, requests)
+        samples = measure_in_sequence(paths, requests, returned=returned)
     figures: dict[str, Any] = {"runtime": runtime, "threads": threads}
     figures.update({name: percentiles(values) for name, values in samples.items()})
-    measured = lambda_results[WARMUP_ROUNDS:]
+    measured = returned["lambda_end_to_end"]
     figures["lambda_report_duration"] = percentiles([r.duration_ms for r in measured])
     figures["lambda_package_bytes"] = package_bytes
     figures["lambda_cold_init_ms"] = round(cold.init_ms or 0.0, 1)
-    figures["lambda_max_memory_used_mb"] = max(r.max_memory_mb for r in [cold, *lambda_results])
+    figures["lambda_max_memory_used_mb"] = max(r.max_memory_mb for r in [cold, *measured])
     return figures
 
 
@@ -332,7 +342,7 @@ def run_serving_benchmark(requests: int = 40, architectures: tuple[str, ...] = A
     image = photo_jpeg()
     results: dict[str, Any] = {"image_size": IMAGE_SIZE, "image_bytes": len(image),
                                "requests": requests, "warmup": WARMUP_ROUNDS,
-                               "threads": torch.get_num_threads(), "architectures": {}}
+                               "rounds": MEASURE_ROUNDS, "threads": torch.get_num_threads(), "architectures": {}}
     with tempfile.TemporaryDirectory(prefix="breedops-bench-") as tmp, \
             local_services(Path(tmp)):
         for arch in architectures:
