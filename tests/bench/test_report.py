@@ -211,6 +211,7 @@ def test_measure_in_sequence_times_each_path_alone_in_rounds_after_its_warmup(mo
     from breedops.bench import serving
 
     monkeypatch.setattr(serving, "SETTLE_SECONDS", 0)
+    monkeypatch.setattr(serving, "wait_until_quiet", lambda: 0.0)
     calls = []
 
     def path(name):
@@ -229,6 +230,17 @@ def test_measure_in_sequence_times_each_path_alone_in_rounds_after_its_warmup(mo
     # Only the timed calls' values: the 3rd-5th and 13th-14th calls of forward, say.
     assert returned["forward"] == ["forward-3", "forward-4", "forward-5", "forward-13",
                                    "forward-14"]
+
+
+def test_wait_until_quiet_waits_while_the_cores_are_busy(monkeypatch):
+    import psutil
+
+    from breedops.bench import serving
+
+    busy = iter([60.0, 35.0, 5.0, 80.0])  # percent busy, one per window
+    monkeypatch.setattr(psutil, "cpu_percent", lambda interval: next(busy))
+    serving.wait_until_quiet(window_s=0.01, max_wait_s=5)
+    assert next(busy) == 80.0  # stopped at the first window at least 90% idle
 
 
 @pytest.mark.parametrize("arch", ["resnet18"])

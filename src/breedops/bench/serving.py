@@ -34,6 +34,12 @@ WARMUP_ROUNDS = 3
 # Seconds between two paths, so that the previous path's threads are idle (see
 # `measure_in_sequence`).
 SETTLE_SECONDS = 1.0
+# Then, before a path's turn, the machine must be this idle over a short window (or the wait
+# gives up): what another process is still doing (a job's log flush, a model being loaded)
+# would be timed as the path's own.
+QUIET_IDLE_PERCENT = 90.0
+QUIET_WINDOW_SECONDS = 0.5
+QUIET_MAX_WAIT_SECONDS = 10.0
 # Each path's timed calls come in this many blocks, the paths taking turns (`measure_in_sequence`).
 MEASURE_ROUNDS = 4
 
@@ -261,6 +267,7 @@ def measure_in_sequence(paths: dict[str, Any], requests: int, warmup: int = WARM
         share = requests // rounds + (1 if block < requests % rounds else 0)
         for name, call in paths.items():
             time.sleep(SETTLE_SECONDS)
+            wait_until_quiet()
             for _ in range(warmup):
                 call()
             for _ in range(share):
@@ -270,6 +277,22 @@ def measure_in_sequence(paths: dict[str, Any], requests: int, warmup: int = WARM
                 if returned is not None:
                     returned.setdefault(name, []).append(value)
     return samples
+
+
+def wait_until_quiet(idle_percent: float = QUIET_IDLE_PERCENT,
+                     window_s: float = QUIET_WINDOW_SECONDS,
+                     max_wait_s: float = QUIET_MAX_WAIT_SECONDS) -> float:
+    """Wait until the cores were `idle_percent` idle over `window_s`, at most `max_wait_s`;
+    the seconds waited."""
+    import psutil
+
+    started = time.monotonic()
+    while time.monotonic() - started < max_wait_s:
+        if 100.0 - psutil.cpu_percent(interval=window_s) >= idle_percent:
+            break
+    else:
+        logger.warning("the machine stayed busy for %.0f s; measuring anyway", max_wait_s)
+    return time.monotonic() - started
 
 
 def bench_architecture(arch: str, work_dir: Path, image: bytes, requests: int,
