@@ -212,6 +212,7 @@ def test_measure_in_sequence_times_each_path_alone_in_rounds_after_its_warmup(mo
 
     monkeypatch.setattr(serving, "SETTLE_SECONDS", 0)
     monkeypatch.setattr(serving, "wait_until_quiet", lambda: 0.0)
+    monkeypatch.setattr(serving, "WARMUP_ROUND_CALLS", 1)
     calls = []
 
     def path(name):
@@ -223,13 +224,15 @@ def test_measure_in_sequence_times_each_path_alone_in_rounds_after_its_warmup(mo
     returned = {}
     samples = serving.measure_in_sequence({name: path(name) for name in ("forward", "handler")},
                                           requests=5, warmup=2, rounds=2, returned=returned)
-    # Never interleaved call by call: blocks of warm-up then timed calls, the paths taking turns.
-    assert calls == (["forward"] * 5 + ["handler"] * 5 + ["forward"] * 4 + ["handler"] * 4)
+    # An untimed round, then never interleaved call by call: blocks of warm-up then timed
+    # calls, the paths taking turns.
+    assert calls == (["forward", "handler"] + ["forward"] * 5 + ["handler"] * 5
+                     + ["forward"] * 4 + ["handler"] * 4)
     assert {name: len(values) for name, values in samples.items()} == {"forward": 5,
                                                                        "handler": 5}
-    # Only the timed calls' values: the 3rd-5th and 13th-14th calls of forward, say.
-    assert returned["forward"] == ["forward-3", "forward-4", "forward-5", "forward-13",
-                                   "forward-14"]
+    # Only the timed calls' values: the 5th-7th and 15th-16th calls of forward, say.
+    assert returned["forward"] == ["forward-5", "forward-6", "forward-7", "forward-15",
+                                   "forward-16"]
 
 
 def test_wait_until_quiet_waits_while_the_cores_are_busy(monkeypatch):

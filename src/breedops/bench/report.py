@@ -245,8 +245,9 @@ def _serving_lines(section: dict[str, Any] | None) -> list[str]:
                f"through every path; {section['threads']} threads in the benchmark process and "
                "in the endpoint's one worker; each path alone, innermost first, "
                + (f"{section['requests']} timed calls per path in {section['rounds']} rounds "
-                  f"(the paths take turns; each turn starts with {section['warmup']} warm-up "
-                  "calls)." if section.get("rounds") else
+                  f"after an untimed one of {section.get('warmup_round_calls', 0)} calls per "
+                  f"path (the paths take turns; each turn starts with {section['warmup']} "
+                  "warm-up calls, once the cores are idle)." if section.get("rounds") else
                   f"{section['warmup']} warm-up calls then {section['requests']} timed ones.")),
               "",
               "| arch | runtime | path | p50 ms | p90 ms | p99 ms | min ms |",
