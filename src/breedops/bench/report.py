@@ -127,9 +127,12 @@ def write_plots(results: dict[str, Any], out: Path) -> dict[str, str]:
                     color="tab:red")
         p99_ax.axhline(throughput["p99_bound_ms"], color="tab:red", alpha=0.3)
         p99_ax.set_ylabel("p99 latency (ms)", color="tab:red")
+        # From zero: a zoomed axis makes a few req/s of noise look like a cliff.
+        rps_ax.set_ylim(bottom=0)
+        p99_ax.set_ylim(bottom=0)
         rps_ax.set_title(f"one endpoint instance, {throughput['arch']} "
                          f"({throughput.get('runtime', 'eager')}) at "
-                         f"{throughput['image_size']} px, run {results['run_id']}")
+                         f"{throughput['image_size']} px\nrun {results['run_id']}")
         _save(fig, out / names["throughput"], plt)
     if "latency" in names:
         rows = _latency_rows(results["serving"])
@@ -145,7 +148,8 @@ def write_plots(results: dict[str, Any], out: Path) -> dict[str, str]:
                       [path.replace("_", "\n") for path in paths])
         ax.set_ylabel("p50 latency (ms)")
         ax.set_title(f"run {results['run_id']}")
-        ax.legend()
+        # Beside the axes: inside, it covered the tallest bars.
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
         _save(fig, out / names["latency"], plt)
     if "training" in names:
         runs = results["training"]["runs"]
