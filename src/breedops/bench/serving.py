@@ -373,8 +373,8 @@ def run_serving_benchmark(requests: int = 40, architectures: tuple[str, ...] = A
     image = photo_jpeg()
     results: dict[str, Any] = {"image_size": IMAGE_SIZE, "image_bytes": len(image),
                                "requests": requests, "warmup": WARMUP_ROUNDS,
-                               "rounds": MEASURE_ROUNDS,
-                               "warmup_round_calls": WARMUP_ROUND_CALLS, "threads": torch.get_num_threads(), "architectures": {}}
+                               "rounds": MEASURE_ROUNDS, "warmup_round_calls": WARMUP_ROUND_CALLS,
+                               "threads": torch.get_num_threads(), "architectures": {}}
     with tempfile.TemporaryDirectory(prefix="breedops-bench-") as tmp, \
             local_services(Path(tmp)):
         for arch in architectures:

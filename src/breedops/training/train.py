@@ -214,7 +214,8 @@ def set_rng_state(state: dict) -> None:
 
 def save_checkpoint(path: Path, **state) -> None:
     """Write atomically: a stop during the write leaves the previous checkpoint intact. The
-    partial file is a dot file, which SageMaker's checkpoint sync (the emulator's) skips."""
+    partial file is a dot file, which the emulator's checkpoint sync skips and resume never
+    reads."""
     import torch
 
     path.parent.mkdir(parents=True, exist_ok=True)
