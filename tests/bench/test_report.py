@@ -211,7 +211,7 @@ def test_measure_in_sequence_times_each_path_alone_in_rounds_after_its_warmup(mo
     from breedops.bench import serving
 
     monkeypatch.setattr(serving, "SETTLE_SECONDS", 0)
-    monkeypatch.setattr(serving, "wait_until_quiet", lambda: 0.0)
+    monkeypatch.setattr(serving, "wait_until_quiet", lambda: None)
     monkeypatch.setattr(serving, "WARMUP_ROUND_CALLS", 1)
     calls = []
 

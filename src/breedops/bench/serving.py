@@ -289,9 +289,8 @@ def measure_in_sequence(paths: dict[str, Any], requests: int, warmup: int = WARM
 
 def wait_until_quiet(idle_percent: float = QUIET_IDLE_PERCENT,
                      window_s: float = QUIET_WINDOW_SECONDS,
-                     max_wait_s: float = QUIET_MAX_WAIT_SECONDS) -> float:
-    """Wait until the cores were `idle_percent` idle over `window_s`, at most `max_wait_s`;
-    the seconds waited."""
+                     max_wait_s: float = QUIET_MAX_WAIT_SECONDS) -> None:
+    """Wait until the cores were `idle_percent` idle over `window_s`, at most `max_wait_s`."""
     import psutil
 
     started = time.monotonic()
@@ -300,7 +299,6 @@ def wait_until_quiet(idle_percent: float = QUIET_IDLE_PERCENT,
             break
     else:
         logger.warning("the machine stayed busy for %.0f s; measuring anyway", max_wait_s)
-    return time.monotonic() - started
 
 
 def bench_architecture(arch: str, work_dir: Path, image: bytes, requests: int,
