@@ -256,6 +256,8 @@ def test_ddp_two_gloo_processes_see_disjoint_halves_with_identical_weights(
     (["--pretrained", "maybe"], "expected a boolean"),
     (["--job-name", "../other"], "(a folder name)"),
     (["--on-checkpoint-mismatch", "ignore"], "invalid choice: 'ignore'"),
+    (["--checkpoint-interval", "-1"], "expected 0 or more seconds, got '-1'"),
+    (["--checkpoint-interval", "soon"], "expected a number of seconds, got 'soon'"),
 ])
 def test_train_rejects_bad_hyperparameters(digits_dir: Path, tmp_path: Path, extra: list[str],
                                            message: str, capsys: pytest.CaptureFixture) -> None:
@@ -305,3 +307,65 @@ def test_a_checkpoint_being_written_is_invisible_to_the_checkpoint_sync(
     sync.sync()
     assert uploaded == [CHECKPOINT_FILE]
     assert sorted(p.name for p in folder.iterdir()) == [CHECKPOINT_FILE]
+
+
+class _Clock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _epoch_state(model: torch.nn.Module, epoch: int) -> dict:
+    return {"epoch": epoch, "model": model.state_dict(), "history": [{"epoch": epoch}]}
+
+
+def test_epoch_checkpoints_are_written_once_per_interval_and_always_the_last(
+        tmp_path: Path) -> None:
+    from breedops.training.train import EpochCheckpoints
+
+    path, clock, model = tmp_path / "job" / CHECKPOINT_FILE, _Clock(), torch.nn.Linear(2, 2)
+    checkpoints = EpochCheckpoints(path, 60, clock=clock)
+    clock.now += 20
+    assert not checkpoints.epoch_done(_epoch_state(model, 1), last=False)
+    assert not path.exists()  # 20 s of work: kept in memory only
+    clock.now += 45
+    assert checkpoints.epoch_done(_epoch_state(model, 2), last=False)  # 65 s since the start
+    assert _checkpoint(path)["epoch"] == 2
+    clock.now += 10
+    assert not checkpoints.epoch_done(_epoch_state(model, 3), last=False)
+    assert _checkpoint(path)["epoch"] == 2
+    clock.now += 1
+    assert checkpoints.epoch_done(_epoch_state(model, 4), last=True)  # the last, however soon
+    assert _checkpoint(path)["epoch"] == 4
+    assert not checkpoints.flush()  # nothing left unwritten
+
+
+def test_epoch_checkpoint_kept_in_memory_is_what_a_stop_writes(tmp_path: Path) -> None:
+    """The kept state is a copy: training on after the epoch does not change what is written."""
+    from breedops.training.train import EpochCheckpoints
+
+    path, model = tmp_path / "job" / CHECKPOINT_FILE, torch.nn.Linear(2, 2)
+    checkpoints = EpochCheckpoints(path, 60, clock=_Clock())
+    at_epoch_end = {k: v.clone() for k, v in model.state_dict().items()}
+    assert not checkpoints.epoch_done(_epoch_state(model, 1), last=False)
+    with torch.no_grad():
+        model.weight.add_(1.0)  # the next epoch's first steps, then SIGTERM
+    assert checkpoints.flush()
+    saved = _checkpoint(path)
+    assert saved["epoch"] == 1
+    assert torch.equal(saved["model"]["weight"], at_epoch_end["weight"])
+    assert not checkpoints.flush()
+
+
+def test_checkpoint_interval_zero_writes_every_epoch(tmp_path: Path) -> None:
+    from breedops.training.train import EpochCheckpoints
+
+    path, model = tmp_path / "job" / CHECKPOINT_FILE, torch.nn.Linear(2, 2)
+    checkpoints = EpochCheckpoints(path, 0, clock=_Clock())
+    for epoch in (1, 2):
+        assert checkpoints.epoch_done(_epoch_state(model, epoch), last=False)
+        assert _checkpoint(path)["epoch"] == epoch
