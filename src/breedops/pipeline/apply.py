@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -129,12 +130,38 @@ def _services(options: PipelineOptions) -> Stage:
                  lambda _: None, run, hint, always_run=True, principal=None)
 
 
-def _base(options: PipelineOptions, pending: list[Any]) -> Stage:
+class DatasetPreparation:
+    """`prepare` of the pipeline's dataset, started in a thread by the base stage: it needs no
+    AWS, so it runs while Terraform waits on the provider (12 s on the KMS key alone). A base
+    stage that runs makes the data stage run too, which takes the result (or the error)."""
+
+    def __init__(self, dataset: str, local_dir: Path) -> None:
+        self.dataset, self.local_dir = dataset, local_dir
+        self._future: Future | None = None
+
+    def start(self) -> None:
+        if self._future is None:
+            from breedops.data.prepare import prepare
+
+            pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare")
+            self._future = pool.submit(prepare, self.dataset, self.local_dir)
+            pool.shutdown(wait=False)  # the thread ends with the call
+
+    def result(self) -> Path:
+        self.start()
+        assert self._future is not None
+        return self._future.result()
+
+
+def _base(options: PipelineOptions, pending: list[Any],
+          preparation: DatasetPreparation) -> Stage:
     def fingerprint(_: Outputs) -> Any:
         return {"terraform": terraform_sources()}
 
     def run(_: Outputs) -> Outputs:
         from breedops.terraform import driver
+
+        preparation.start()
 
         # The bucket's lifecycle rules cost a fixed 55 s wait that no later stage needs: they
         # are applied in the background, and the serving stage waits for them.
@@ -149,11 +176,10 @@ def _base(options: PipelineOptions, pending: list[Any]) -> Stage:
                  still_valid=_bucket_exists)
 
 
-def _data(options: PipelineOptions) -> Stage:
+def _data(options: PipelineOptions, preparation: DatasetPreparation) -> Stage:
     from breedops.data.prepare import dataset_name
 
     name = dataset_name(options.dataset)
-    local_dir = settings.state_dir() / "data" / name
 
     def fingerprint(out: Outputs) -> Any:
         source = Path(options.dataset)
@@ -168,11 +194,10 @@ def _data(options: PipelineOptions) -> Stage:
     def run(out: Outputs) -> Outputs:
         import boto3
 
-        from breedops.data.prepare import prepare
         from breedops.data.upload import upload_dataset, upload_weights
         from breedops.jobs.source_bundle import upload_training_source
 
-        root = prepare(options.dataset, local_dir)
+        root = preparation.result()
         bucket = out["terraform_outputs"]["bucket_name"]
         uploaded, unchanged = upload_dataset(root, bucket, name)
         # What the EC2 training instance's user data downloads and runs.
@@ -366,8 +391,13 @@ def _finish_background(pending: list[Any]) -> None:
 
 def build_stages(options: PipelineOptions, pending: list[Any] | None = None) -> list[Stage]:
     """The stages; `pending` collects what a stage leaves running for a later one."""
+    from breedops.data.prepare import dataset_name
+
     pending = [] if pending is None else pending
-    return [_services(options), _base(options, pending), _data(options), _tune(options),
+    preparation = DatasetPreparation(
+        options.dataset, settings.state_dir() / "data" / dataset_name(options.dataset))
+    return [_services(options), _base(options, pending, preparation),
+            _data(options, preparation), _tune(options),
             _serving(options, pending), _smoke_test(options)]
 
 
