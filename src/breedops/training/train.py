@@ -30,7 +30,7 @@ from breedops.hyperparameters import DIGITS, PRESETS, SCHEMA, add_arguments, boo
 LOG = logging.getLogger("breedops.training")
 
 CHECKPOINT_FILE = "checkpoint.pt"
-# A checkpoint is the weights and the optimizer's state (134 MB for resnet18, 280 MB for
+# A checkpoint is the weights and the optimizer's state (134 MB for resnet18, 285 MB for
 # resnet50). Written after every few-second epoch, it costs more disk and S3 traffic than the
 # work it protects, so an epoch's state is written when this many seconds have passed since the
 # last write, else kept in memory and written on SIGTERM. SIGTERM leaves time for that write: a
