@@ -265,8 +265,7 @@ class EpochCheckpoints:
     def epoch_done(self, state: dict, *, last: bool) -> bool:
         """Write `state` if it is due (True), else keep a snapshot of it for `flush`."""
         if last or self.clock() - self.written_at >= self.interval:
-            save_checkpoint(self.path, **state)
-            self.pending, self.written_at = None, self.clock()
+            self._write(state)
             return True
         self.pending = detached_copy(state)
         return False
@@ -275,9 +274,12 @@ class EpochCheckpoints:
         """Write the kept state, if any (True when one was written)."""
         if self.pending is None:
             return False
-        save_checkpoint(self.path, **self.pending)
-        self.pending, self.written_at = None, self.clock()
+        self._write(self.pending)
         return True
+
+    def _write(self, state: dict) -> None:
+        save_checkpoint(self.path, **state)
+        self.pending, self.written_at = None, self.clock()
 
 
 def save_checkpoint(path: Path, **state) -> None:
