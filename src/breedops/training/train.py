@@ -33,9 +33,11 @@ CHECKPOINT_FILE = "checkpoint.pt"
 # A checkpoint is the weights and the optimizer's state (134 MB for resnet18, 285 MB for
 # resnet50). Written after every few-second epoch, it costs more disk and S3 traffic than the
 # work it protects, so an epoch's state is written when this many seconds have passed since the
-# last write, else kept in memory and written on SIGTERM. SIGTERM leaves time for that write: a
-# stopped SageMaker job gets 120 s, a spot interruption two minutes. Only a kill without warning
-# loses up to this much work.
+# last write, else kept in memory and written on SIGTERM. That write needs a process tree that
+# lets the script finish (a direct run, torchrun, the EC2 instance). Under the SageMaker SDK's
+# script driver it does not: the driver exits at SIGTERM and the container ends with it, so a
+# stopped or spot-interrupted SageMaker job loses up to this much work plus the epoch in
+# progress (epochs longer than this are all written, as before).
 CHECKPOINT_INTERVAL_S = 60.0
 # SIGTERM's conventional exit status: the job was stopped, not finished or failed.
 EXIT_STOPPED = 128 + signal.SIGTERM
@@ -125,9 +127,9 @@ def build_parser(preset_name: str = DIGITS) -> argparse.ArgumentParser:
     job.add_argument("--checkpoint-interval", type=non_negative_seconds,
                      default=CHECKPOINT_INTERVAL_S,
                      help="write an epoch's checkpoint only when this many seconds have passed "
-                          "since the last one (0: every epoch); the last epoch's, and on SIGTERM "
-                          f"the newest epoch's, are always written (default: "
-                          f"{CHECKPOINT_INTERVAL_S:g})")
+                          "since the last one (0: every epoch); the last epoch's is always "
+                          "written, and on SIGTERM the newest epoch's if the process is given "
+                          f"the time (default: {CHECKPOINT_INTERVAL_S:g})")
     job.add_argument("--model-version", default=None,
                      help="the version the endpoint reports (default: the job name)")
     job.add_argument("--onnx", type=boolean, default=True,
