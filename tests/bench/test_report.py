@@ -88,7 +88,7 @@ def results_fixture(run_id: str = RUN_ID, **serving: float) -> dict:
                                 "served_by": {"model_version": "bench-resnet18"},
                                 "image_size": 224, "instances": 1,
                                 "seconds_per_level": 6, "p99_bound_ms": 500,
-                                "safety_factor": 0.5, "levels": LEVELS,
+                                "client_niceness": 10, "safety_factor": 0.5, "levels": LEVELS,
                                 **capacity_from_levels(LEVELS, 500)},
         "runtimes": {"threads": 2, "repeats": 30, "results": [
             {"arch": "resnet18", "runtime": "onnxruntime", "available": True, "p50_ms": 10.0,
@@ -127,6 +127,7 @@ def test_publish_writes_one_run_with_figures_and_the_terraform_value(tmp_path):
     assert "| resnet18 | eager | lambda_end_to_end | 40.0 | 42.0 | 45.0 | 39.0 |" in summary
     assert "| resnet18 | eager | lambda_max_memory_used_mb | 80 |" in summary
     assert "3 of 3 pairs pass" in summary
+    assert "closed loop (client threads at nice +10: on AWS they run on other machines" in summary
     assert ("| resnet18 | onnxruntime | 10.0 | 11.0 | 9.5 | 1.8 | 3.0e-07 | True | True | "
             "onnxruntime 1.32.0 |") in summary
     assert "not available: openvino does not import: no module |" in summary

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -78,6 +79,29 @@ def test_closed_loop_keeps_n_clients_busy_within_the_budget():
     assert report.completed == 40 and peak == 4
     with pytest.raises(LoadError, match="concurrency"):
         closed_loop(send, concurrency=0, duration_s=1)
+
+
+def test_closed_loop_clients_run_at_the_lower_priority_and_the_caller_keeps_its_own():
+    """The bench's clients stand aside for the instance on the same cores: every client thread
+    sends at the caller's nice value plus `client_niceness`; the calling thread is untouched."""
+    caller = os.getpriority(os.PRIO_PROCESS, 0)
+    seen: set[int] = set()
+    lock = threading.Lock()
+
+    def send() -> Outcome:
+        with lock:
+            seen.add(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        return Outcome("200")
+
+    report = closed_loop(send, concurrency=3, duration_s=5, max_requests=12, client_niceness=5)
+    assert report.completed == 12
+    assert seen == {min(caller + 5, 19)}
+    assert os.getpriority(os.PRIO_PROCESS, 0) == caller
+    seen.clear()
+    closed_loop(send, concurrency=2, duration_s=5, max_requests=4)
+    assert seen == {caller}
+    with pytest.raises(LoadError, match="niceness must be 0 or more"):
+        closed_loop(send, concurrency=1, duration_s=1, client_niceness=-1)
 
 
 def test_percentile_nearest_rank():

@@ -294,12 +294,20 @@ def _forward_lines(section: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+def _niceness(section: dict[str, Any]) -> str:
+    """How the load generator stood aside for the instance, when it did."""
+    niceness = section.get("client_niceness")
+    return (f" (client threads at nice +{niceness}: on AWS they run on other machines, so the "
+            "instance's model server and worker get the cores first)") if niceness else ""
+
+
 def _runtime_lines(section: dict[str, Any] | None) -> list[str]:
     lines = ["", "## Endpoint throughput per runtime (one instance)", ""]
     if error := _error(section):
         return [*lines, f"Not available: {error}"]
     lines += [(f"One endpoint instance (one worker, {section['threads']} threads), "
-               f"{section['clients']} closed-loop clients, best of {section['windows']} windows "
+               f"{section['clients']} closed-loop clients{_niceness(section)}, best of "
+               f"{section['windows']} windows "
                f"of {section['seconds_per_window']:g} s"
                f"{', the runtimes alternating' if section.get('alternating') else ''}; "
                "the artifact without `model.onnx` "
@@ -327,7 +335,7 @@ def _throughput_lines(section: dict[str, Any] | None) -> list[str]:
     if error := _error(section):
         return [*lines, f"Not available: {error}"]
     lines += [(f"{section['arch']} at {section['image_size']} px packaged for "
-               f"{section.get('runtime', 'eager')}, closed loop, best of "
+               f"{section.get('runtime', 'eager')}, closed loop{_niceness(section)}, best of "
                f"{section.get('windows_per_level', 1)} windows of "
                f"{section['seconds_per_level']:g} s per level; bound: zero errors and p99 <= "
                f"{section['p99_bound_ms']:g} ms."), "",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 import time
 from collections import Counter
@@ -147,12 +148,29 @@ def open_loop(send: Sender, rps: float, duration_s: float, max_requests: int = 1
                       throttled=recorder.throttled, offered_rps=rps)
 
 
+def _lower_thread_priority(niceness: int) -> None:
+    """Add `niceness` to the calling thread's nice value (Linux: each thread is a task of its
+    own); where a thread's priority cannot be set, it stays as it is, with a warning."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(),
+                       os.getpriority(os.PRIO_PROCESS, 0) + niceness)
+    except OSError as e:
+        logger.warning("client thread left at its priority: %s", e)
+
+
 def closed_loop(send: Sender, concurrency: int, duration_s: float,
-                max_requests: int = 10_000) -> LoadReport:
-    """`concurrency` clients back to back until the time or the request budget runs out."""
+                max_requests: int = 10_000, client_niceness: int = 0) -> LoadReport:
+    """`concurrency` clients back to back until the time or the request budget runs out.
+
+    `client_niceness` > 0 runs the client threads at that lower CPU priority (their own, not the
+    process's): a server on the same machine then gets the cores first, as it would if the
+    clients ran elsewhere.
+    """
     _check_bounds(duration_s, max_requests)
     if concurrency < 1:
         raise LoadError(f"concurrency must be at least 1, got {concurrency}")
+    if client_niceness < 0:
+        raise LoadError(f"client niceness must be 0 or more, got {client_niceness}")
     recorder = _Recorder()
     budget = iter(range(max_requests))
     budget_lock = threading.Lock()
@@ -160,6 +178,8 @@ def closed_loop(send: Sender, concurrency: int, duration_s: float,
     deadline = started + duration_s
 
     def client() -> None:
+        if client_niceness:
+            _lower_thread_priority(client_niceness)
         while time.perf_counter() < deadline:
             with budget_lock:
                 if next(budget, None) is None:
