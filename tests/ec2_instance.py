@@ -11,9 +11,10 @@ from pathlib import Path
 
 # The stand-in for the DLAMI's `source /opt/pytorch/bin/activate`.
 PYTHON_ACTIVATE = f'export PATH="{Path(sys.executable).parent}:$PATH"'
-# One short epoch on a few digits: seconds on two cores.
+# One short epoch on a few digits: seconds on two cores, so checkpointed at every epoch (the
+# default interval would write none).
 HYPERPARAMETERS = {"epochs": "1", "batch-size": "16", "image-size": "16", "arch": "resnet18",
-                   "threads": "2", "seed": "0"}
+                   "threads": "2", "seed": "0", "checkpoint-interval": "0"}
 # The head of a throw-away root that renders the training_instance module against the emulator.
 PROVIDER_TF = """
 terraform {

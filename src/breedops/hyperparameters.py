@@ -92,6 +92,10 @@ class Hyperparameter:
     tuned: Range | None = None
     positive: bool = False
     choices: tuple[str, ...] | None = None
+    minimum: float | None = None
+    # Part of what a run is: a checkpoint resumes only a run with the same values. False for a
+    # setting of how the job runs (it may change between a run and its resumption).
+    defines_run: bool = True
 
     @property
     def wire_name(self) -> str:
@@ -109,6 +113,8 @@ class Hyperparameter:
             raise ValueError(f"{self.name} must be a {self.kind.__name__}, got {value!r}")
         if self.positive and not value > 0:
             raise ValueError(f"{self.name} must be positive, got {value}")
+        if self.minimum is not None and not value >= self.minimum:  # also refuses nan
+            raise ValueError(f"{self.name} must be at least {self.minimum:g}, got {value}")
         if self.choices is not None and value not in self.choices:
             raise ValueError(f"unknown {'architecture' if self.name == 'arch' else self.name} "
                              f"{value!r}; choose one of {', '.join(self.choices)}")
@@ -142,6 +148,10 @@ SCHEMA: tuple[Hyperparameter, ...] = (
                    "random horizontal flips (good for photographs, not for digits)"),
     Hyperparameter("weight_decay", float, 1e-4, "AdamW weight decay"),
     Hyperparameter("seed", int, 0, "seed for weights, order, augmentation"),
+    # A hyperparameter because SageMaker passes a script nothing else; see `EpochCheckpoints`.
+    Hyperparameter("checkpoint_interval", float, 60.0,
+                   "seconds between end-of-epoch checkpoints (0: every epoch); an epoch not yet "
+                   "due is kept in memory and written on SIGTERM", minimum=0, defines_run=False),
 )
 BY_NAME = {hp.name: hp for hp in SCHEMA}
 

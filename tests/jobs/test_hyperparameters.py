@@ -25,7 +25,7 @@ from breedops.training.train import HYPERPARAMETERS, build_parser
 # Before the schema: the entry point's defaults and the tuner's ranges (the digits demo).
 DIGITS_DEFAULTS = {"lr": 3e-3, "batch_size": 64, "epochs": 5, "arch": "resnet18",
                    "pretrained": False, "image_size": 24, "hflip": False, "weight_decay": 1e-4,
-                   "seed": 0}
+                   "seed": 0, "checkpoint_interval": 60.0}
 DIGITS_RANGES = {"lr": Interval(2e-3, 8e-3, "Logarithmic"), "batch_size": Interval(32, 96),
                  "epochs": Interval(4, 6)}
 
@@ -69,7 +69,8 @@ def test_every_schema_entry_is_a_flag_of_the_entry_point_and_of_train_and_tune()
         jobs = {a.dest: a.option_strings for a in _jobs_parser(command)._actions}
         for hp in SCHEMA:
             assert entry[hp.name] == jobs[hp.name] == [hp.flag]
-    assert HYPERPARAMETERS == tuple(hp.name for hp in SCHEMA)  # what a checkpoint records
+    # What a checkpoint records: every hyperparameter but how often the job checkpoints.
+    assert HYPERPARAMETERS == tuple(hp.name for hp in SCHEMA if hp.name != "checkpoint_interval")
 
 
 def test_train_sets_weight_decay_and_takes_the_datasets_preset() -> None:

@@ -11,6 +11,7 @@ import io
 import json
 import re
 import tarfile
+from dataclasses import replace
 from pathlib import Path
 
 import boto3
@@ -121,8 +122,9 @@ def test_train_on_an_empty_channel_fails_with_sagemakers_reason(
 def test_tune_runs_trials_that_keep_their_own_checkpoints(
         digits_bucket: str, execution_role: str) -> None:
     backend = SageMakerBackend()
+    # Every epoch checkpointed (a trial of seconds writes none by default).
     training = TrainingRequest(bucket=digits_bucket, dataset="digits", role_arn=execution_role,
-                               hyperparameters=TINY)
+                               hyperparameters=replace(TINY, checkpoint_interval=0))
     result = backend.tune(TuningRequest(training=training, max_jobs=2, max_parallel_jobs=2,
                                         ranges=fixed(preset(DIGITS).search_ranges(), epochs=1)))
 

@@ -109,7 +109,10 @@ def world(applied_pipeline, principals) -> World:
         # A trial's model, not the deployed one: a regression that let a row through must
         # not change what the end-to-end test checks.
         artifact_key=first_key(f"jobs/{tuning_job}-", "/output/model.tar.gz"),
-        checkpoint_key=first_key("checkpoints/"),
+        # Where the best trial checkpoints (the tuning job's prefix, then the trial's folder);
+        # its training was too short to write one, but the operator may not start that file.
+        checkpoint_key=(f"checkpoints/{tuning_job}/"
+                        f"{applied_pipeline.summary['training_job_name']}/checkpoint.pt"),
         ciphertext=kms.encrypt(KeyId=applied_pipeline.outputs["kms_key_arn"],
                                Plaintext=b"secret")["CiphertextBlob"],
         other_key=kms.create_key(Description="another team's key")["KeyMetadata"]["Arn"])

@@ -109,7 +109,8 @@ def test_train_sigterm_then_resume_continues_from_its_own_checkpoint(
     assert not (tmp_path / "model" / "model.pth").exists()
     assert not (tmp_path / "ckpt" / CHECKPOINT_FILE).exists()
 
-    resumed = _train_ok(args, env)
+    # The interval is how the job runs, not what it trains: a resumption may change it.
+    resumed = _train_ok([*args, "--checkpoint-interval", "0"], env)
     assert f"resuming from checkpoint {path} at epoch {done + 1}" in resumed.stdout
     assert _epochs(resumed.stdout) == list(range(done + 1, 4))
     saved = _checkpoint(path)
@@ -122,11 +123,24 @@ def test_train_sigterm_then_resume_continues_from_its_own_checkpoint(
 
 
 @pytest.mark.slow
+def test_a_finished_run_writes_no_checkpoint_that_was_not_due(tiny_digits_dir: Path,
+                                                              tmp_path: Path) -> None:
+    # Seconds of training, the default interval: the model is the run's only output, so a later
+    # trial downloading the tuning job's checkpoint prefix finds nothing of this one's.
+    result = _train_ok(_tiny(tiny_digits_dir, tmp_path / "model", "--epochs", "2",
+                             "--checkpoint-dir", str(tmp_path / "ckpt"), "--job-name", "trial-9"))
+    assert _epochs(result.stdout) == [1, 2]
+    assert (tmp_path / "model" / "model.pth").is_file()
+    assert not (tmp_path / "ckpt" / "trial-9" / CHECKPOINT_FILE).exists()
+
+
+@pytest.mark.slow
 def test_jobs_sharing_a_checkpoint_dir_never_resume_each_other(
     tiny_digits_dir: Path, tmp_path: Path
 ) -> None:
     # Two trials of a tuning job whose CheckpointConfig shares one prefix.
-    shared = ["--checkpoint-dir", str(tmp_path / "ckpt"), "--epochs", "1"]
+    shared = ["--checkpoint-dir", str(tmp_path / "ckpt"), "--epochs", "1",
+              "--checkpoint-interval", "0"]
     _train_ok(_tiny(tiny_digits_dir, tmp_path / "a", *shared, "--job-name", "trial-a"))
     second = _train_ok(_tiny(tiny_digits_dir, tmp_path / "b", *shared, "--job-name", "trial-b"))
     assert "resuming" not in (second.stdout + second.stderr).lower()
@@ -141,7 +155,8 @@ def test_jobs_sharing_a_checkpoint_dir_never_resume_each_other(
 def test_checkpoint_with_other_hyperparameters_is_refused_unless_restart(
     tiny_digits_dir: Path, tmp_path: Path
 ) -> None:
-    job = ["--checkpoint-dir", str(tmp_path / "ckpt"), "--job-name", "trial-7"]
+    job = ["--checkpoint-dir", str(tmp_path / "ckpt"), "--job-name", "trial-7",
+           "--checkpoint-interval", "0"]
     _train_ok(_tiny(tiny_digits_dir, tmp_path / "model", *job, "--epochs", "1"))
     path = tmp_path / "ckpt" / "trial-7" / CHECKPOINT_FILE
     before = path.read_bytes()
@@ -219,8 +234,8 @@ def test_sagemaker_default_checkpoint_dir_is_under_sagemaker_base_dir(
 ) -> None:
     env = {"SM_MODEL_DIR": str(tmp_path / "model"), "SAGEMAKER_BASE_DIR": str(tmp_path),
            "TRAINING_JOB_NAME": "train-42"}
-    _train_ok(["--data-dir", str(tiny_digits_dir), "--batch-size", "16", "--epochs", "1", *FAST],
-              env)
+    _train_ok(["--data-dir", str(tiny_digits_dir), "--batch-size", "16", "--epochs", "1",
+               "--checkpoint-interval", "0", *FAST], env)
     assert _checkpoint(tmp_path / "checkpoints" / "train-42" / CHECKPOINT_FILE)["epoch"] == 1
     assert list((tmp_path / "checkpoints").iterdir()) == [tmp_path / "checkpoints" / "train-42"]
     assert (tmp_path / "model" / "model.pth").is_file()
@@ -256,8 +271,9 @@ def test_ddp_two_gloo_processes_see_disjoint_halves_with_identical_weights(
     (["--pretrained", "maybe"], "expected a boolean"),
     (["--job-name", "../other"], "(a folder name)"),
     (["--on-checkpoint-mismatch", "ignore"], "invalid choice: 'ignore'"),
-    (["--checkpoint-interval", "-1"], "expected 0 or more seconds, got '-1'"),
-    (["--checkpoint-interval", "soon"], "expected a number of seconds, got 'soon'"),
+    (["--checkpoint-interval", "-1"], "checkpoint_interval must be at least 0, got -1.0"),
+    (["--checkpoint-interval", "nan"], "checkpoint_interval must be at least 0, got nan"),
+    (["--checkpoint-interval", "soon"], "could not convert string to float: 'soon'"),
 ])
 def test_train_rejects_bad_hyperparameters(digits_dir: Path, tmp_path: Path, extra: list[str],
                                            message: str, capsys: pytest.CaptureFixture) -> None:
@@ -323,24 +339,27 @@ def _epoch_state(model: torch.nn.Module, epoch: int) -> dict:
     return {"epoch": epoch, "model": model.state_dict(), "history": [{"epoch": epoch}]}
 
 
-def test_epoch_checkpoints_are_written_once_per_interval_and_always_the_last(
+def test_epoch_checkpoints_are_written_once_per_interval_the_last_one_too(
         tmp_path: Path) -> None:
     from breedops.training.train import EpochCheckpoints
 
     path, clock, model = tmp_path / "job" / CHECKPOINT_FILE, _Clock(), torch.nn.Linear(2, 2)
     checkpoints = EpochCheckpoints(path, 60, clock=clock)
     clock.now += 20
-    assert not checkpoints.epoch_done(_epoch_state(model, 1), last=False)
+    assert not checkpoints.epoch_done(_epoch_state(model, 1))
     assert not path.exists()  # 20 s of work: kept in memory only
     clock.now += 45
-    assert checkpoints.epoch_done(_epoch_state(model, 2), last=False)  # 65 s since the start
+    assert checkpoints.epoch_done(_epoch_state(model, 2))  # 65 s since the start
     assert _checkpoint(path)["epoch"] == 2
     clock.now += 10
-    assert not checkpoints.epoch_done(_epoch_state(model, 3), last=False)
+    assert not checkpoints.epoch_done(_epoch_state(model, 3))
     assert _checkpoint(path)["epoch"] == 2
     clock.now += 1
-    assert checkpoints.epoch_done(_epoch_state(model, 4), last=True)  # the last, however soon
-    assert _checkpoint(path)["epoch"] == 4
+    # The last epoch is no exception: a finished job's model is in model.tar.gz, and a stop
+    # before that (SIGTERM while packaging) still writes it.
+    assert not checkpoints.epoch_done(_epoch_state(model, 4))
+    assert _checkpoint(path)["epoch"] == 2
+    assert checkpoints.flush() and _checkpoint(path)["epoch"] == 4
     assert not checkpoints.flush()  # nothing left unwritten
 
 
@@ -351,7 +370,7 @@ def test_epoch_checkpoint_kept_in_memory_is_what_a_stop_writes(tmp_path: Path) -
     path, model = tmp_path / "job" / CHECKPOINT_FILE, torch.nn.Linear(2, 2)
     checkpoints = EpochCheckpoints(path, 60, clock=_Clock())
     at_epoch_end = {k: v.clone() for k, v in model.state_dict().items()}
-    assert not checkpoints.epoch_done(_epoch_state(model, 1), last=False)
+    assert not checkpoints.epoch_done(_epoch_state(model, 1))
     with torch.no_grad():
         model.weight.add_(1.0)  # the next epoch's first steps, then SIGTERM
     assert checkpoints.flush()
@@ -367,5 +386,5 @@ def test_checkpoint_interval_zero_writes_every_epoch(tmp_path: Path) -> None:
     path, model = tmp_path / "job" / CHECKPOINT_FILE, torch.nn.Linear(2, 2)
     checkpoints = EpochCheckpoints(path, 0, clock=_Clock())
     for epoch in (1, 2):
-        assert checkpoints.epoch_done(_epoch_state(model, epoch), last=False)
+        assert checkpoints.epoch_done(_epoch_state(model, epoch))
         assert _checkpoint(path)["epoch"] == epoch

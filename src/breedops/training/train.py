@@ -4,9 +4,8 @@ Hyperparameters are flags; paths default from the SageMaker training container's
 variables and fall back to flags. Run it as `python -m breedops.training.train --data-dir D
 --model-dir M ...`, under torchrun for several processes, or as a SageMaker entry point.
 Checkpoints go to `<checkpoint-dir>/<job-name>/` at the end of an epoch (at most one per
-`--checkpoint-interval`, always the last epoch's and, on SIGTERM, the newest epoch's): a restart of
-the same job with the same hyperparameters resumes, another job sharing the folder (a tuning
-trial) never does.
+`--checkpoint-interval` and, on SIGTERM, the newest epoch's): a restart of the same job with the
+same hyperparameters resumes, another job sharing the folder (a tuning trial) never does.
 """
 
 from __future__ import annotations
@@ -30,21 +29,12 @@ from breedops.hyperparameters import DIGITS, PRESETS, SCHEMA, add_arguments, boo
 LOG = logging.getLogger("breedops.training")
 
 CHECKPOINT_FILE = "checkpoint.pt"
-# A checkpoint is the weights and the optimizer's state (134 MB for resnet18, 285 MB for
-# resnet50). Written after every few-second epoch, it costs more disk and S3 traffic than the
-# work it protects, so an epoch's state is written when this many seconds have passed since the
-# last write, else kept in memory and written on SIGTERM. That write needs a process tree that
-# lets the script finish (a direct run, torchrun, the EC2 instance). Under the SageMaker SDK's
-# script driver it does not: the driver exits at SIGTERM and the container ends with it, so a
-# stopped or spot-interrupted SageMaker job loses up to this much work plus the epoch in
-# progress (epochs longer than this are all written, as before).
-CHECKPOINT_INTERVAL_S = 60.0
 # SIGTERM's conventional exit status: the job was stopped, not finished or failed.
 EXIT_STOPPED = 128 + signal.SIGTERM
 EXIT_USAGE = 2
-# The arguments that define a training run (not paths, threads or workers): a checkpoint
-# records them and resumes only a run with the same values.
-HYPERPARAMETERS = tuple(hp.name for hp in SCHEMA)
+# The arguments that define a training run (not paths, threads, workers or the checkpoint
+# interval): a checkpoint records them and resumes only a run with the same values.
+HYPERPARAMETERS = tuple(hp.name for hp in SCHEMA if hp.defines_run)
 ON_MISMATCH = ("fail", "restart")
 # A folder name: SageMaker's training job names, and local names like `local-20250101-120000`.
 JOB_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -56,17 +46,6 @@ def job_name(value: str) -> str:
         raise argparse.ArgumentTypeError(
             f"expected letters, digits, '.', '_' or '-' (a folder name), got {value!r}")
     return value
-
-
-def non_negative_seconds(value: str) -> float:
-    """An argparse type for a number of seconds, 0 or more."""
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {value!r}") from None
-    if not seconds >= 0:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"expected 0 or more seconds, got {value!r}")
-    return seconds
 
 
 def _env_path(name: str, fallback: str | None = None) -> str | None:
@@ -124,12 +103,6 @@ def build_parser(preset_name: str = DIGITS) -> argparse.ArgumentParser:
     job.add_argument("--on-checkpoint-mismatch", choices=ON_MISMATCH, default="fail",
                      help="a checkpoint made by another job or with other hyperparameters: "
                           "fail (exit 2) or restart (start fresh, replacing it)")
-    job.add_argument("--checkpoint-interval", type=non_negative_seconds,
-                     default=CHECKPOINT_INTERVAL_S,
-                     help="write an epoch's checkpoint only when this many seconds have passed "
-                          "since the last one (0: every epoch); the last epoch's is always "
-                          "written, and on SIGTERM the newest epoch's if the process is given "
-                          f"the time (default: {CHECKPOINT_INTERVAL_S:g})")
     job.add_argument("--model-version", default=None,
                      help="the version the endpoint reports (default: the job name)")
     job.add_argument("--onnx", type=boolean, default=True,
@@ -255,18 +228,31 @@ def detached_copy(value):
 
 
 class EpochCheckpoints:
-    """Which end-of-epoch states are written to `path` (see `CHECKPOINT_INTERVAL_S`): the last
-    epoch's always, another when `interval` seconds have passed since the last write; the newest
-    unwritten one is kept in memory until `flush` (at a stop) writes it."""
+    """Which end-of-epoch states are written to `path`: one when `interval` seconds
+    (`--checkpoint-interval`) have passed since the last write; the newest unwritten one is kept
+    in memory until `flush` (at a stop) writes it.
+
+    A checkpoint is the weights and the optimizer's state (134 MB for resnet18, 285 MB for
+    resnet50). Written after every few-second epoch, it costs more disk and S3 traffic than the
+    work it protects. Nor is the last epoch's written unless due: a finished job's model is in
+    its model.tar.gz, and a tuning job's trials share one checkpoint prefix, which SageMaker
+    downloads whole into every trial it starts (each finished trial's checkpoint would be read
+    by every later one).
+
+    The write at a stop needs a process tree that lets the script finish (a direct run,
+    torchrun, the EC2 instance). Under the SageMaker SDK's script driver it does not: the
+    driver exits at SIGTERM and the container ends with it, so a stopped or spot-interrupted
+    SageMaker job loses up to the interval's work plus the epoch in progress (epochs longer than
+    the interval are all written)."""
 
     def __init__(self, path: Path, interval: float, clock=time.monotonic) -> None:
         self.path, self.interval, self.clock = path, interval, clock
         self.written_at = clock()
         self.pending: dict | None = None
 
-    def epoch_done(self, state: dict, *, last: bool) -> bool:
+    def epoch_done(self, state: dict) -> bool:
         """Write `state` if it is due (True), else keep a snapshot of it for `flush`."""
-        if last or self.clock() - self.written_at >= self.interval:
+        if self.clock() - self.written_at >= self.interval:
             self._write(state)
             return True
         self.pending = detached_copy(state)
@@ -562,8 +548,7 @@ def run(cfg: Config) -> int:
                     {"epoch": epoch + 1, "model": model.state_dict(),
                      "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                      "rng": rngs, "history": history.epochs, "arch": args.arch,
-                     **run_record(args)},
-                    last=epoch + 1 == args.epochs)
+                     **run_record(args)})
     elapsed = time.monotonic() - started
     test_loss, test_accuracy, confusion = evaluate(model, test_loader, ctx, amp, len(classes))
     if ctx.is_main:
