@@ -355,8 +355,8 @@ def test_epoch_checkpoints_are_written_once_per_interval_the_last_one_too(
     assert not checkpoints.epoch_done(_epoch_state(model, 3))
     assert _checkpoint(path)["epoch"] == 2
     clock.now += 1
-    # The last epoch is no exception: a finished job's model is in model.tar.gz, and a stop
-    # before that (SIGTERM while packaging) still writes it.
+    # The last epoch is no exception: a finished job's model is in model.tar.gz (a SIGTERM
+    # after the last epoch only marks the stop; packaging goes on). Kept, it is still flushable.
     assert not checkpoints.epoch_done(_epoch_state(model, 4))
     assert _checkpoint(path)["epoch"] == 2
     assert checkpoints.flush() and _checkpoint(path)["epoch"] == 4
