@@ -361,6 +361,10 @@ def test_epoch_checkpoints_are_written_once_per_interval_the_last_one_too(
     assert _checkpoint(path)["epoch"] == 2
     assert checkpoints.flush() and _checkpoint(path)["epoch"] == 4
     assert not checkpoints.flush()  # nothing left unwritten
+    # A run's final epoch is neither written (not due) nor copied: nothing could flush it.
+    clock.now += 1
+    assert not checkpoints.epoch_done(_epoch_state(model, 5), final=True)
+    assert not checkpoints.flush() and _checkpoint(path)["epoch"] == 4
 
 
 def test_epoch_checkpoint_kept_in_memory_is_what_a_stop_writes(tmp_path: Path) -> None:

@@ -250,12 +250,13 @@ class EpochCheckpoints:
         self.written_at = clock()
         self.pending: dict | None = None
 
-    def epoch_done(self, state: dict) -> bool:
-        """Write `state` if it is due (True), else keep a snapshot of it for `flush`."""
+    def epoch_done(self, state: dict, *, final: bool = False) -> bool:
+        """Write `state` if it is due (True), else keep a snapshot of it for `flush`; not of the
+        final epoch's: no training follows that a stop could interrupt."""
         if self.clock() - self.written_at >= self.interval:
             self._write(state)
             return True
-        self.pending = detached_copy(state)
+        self.pending = None if final else detached_copy(state)
         return False
 
     def flush(self) -> bool:
@@ -548,7 +549,8 @@ def run(cfg: Config) -> int:
                     {"epoch": epoch + 1, "model": model.state_dict(),
                      "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                      "rng": rngs, "history": history.epochs, "arch": args.arch,
-                     **run_record(args)})
+                     **run_record(args)},
+                    final=epoch + 1 == args.epochs)
     elapsed = time.monotonic() - started
     test_loss, test_accuracy, confusion = evaluate(model, test_loader, ctx, amp, len(classes))
     if ctx.is_main:
