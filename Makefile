@@ -21,10 +21,11 @@ PLAN_JSON = $(call settings,plan_json_file("$(ENV)"))
 # The aws root keeps its state in S3 with use_lockfile, which needs Terraform 1.10.
 TERRAFORM_MIN_VERSION := $(if $(filter aws,$(ENV)),1.10.0,1.7.0)
 PYTEST_ARGS ?=
-# make apply: the data set (digits, dog-images or a folder) and the tuning job's size.
+# make apply: the data set (digits, dog-images or a folder) and the tuning job's size (default:
+# the preset's, 2 trials at once for digits, 4 two at a time for dog-images).
 DATASET ?= digits
-TRIALS ?= 4
-PARALLEL ?= 2
+TRIALS ?=
+PARALLEL ?=
 EPOCHS ?=
 # Hyperparameter preset (default: the dataset's; a folder gets digits') and a local pretrained
 # weights file for the jobs (default: torchvision downloads them).
@@ -117,8 +118,9 @@ plan: setup check-terraform lambda $(if $(filter local,$(ENV)),up)
 
 .PHONY: apply  ## run the whole pipeline: base, data, tuning, training, serving, smoke test
 apply: venv check-terraform lambda
-	$(PY) -m breedops pipeline apply --env $(ENV) --dataset $(DATASET) --trials $(TRIALS) \
-	  --parallel-trials $(PARALLEL) $(if $(EPOCHS),--epochs $(EPOCHS)) \
+	$(PY) -m breedops pipeline apply --env $(ENV) --dataset $(DATASET) \
+	  $(if $(TRIALS),--trials $(TRIALS)) $(if $(PARALLEL),--parallel-trials $(PARALLEL)) \
+	  $(if $(EPOCHS),--epochs $(EPOCHS)) \
 	  $(if $(PRESET),--preset $(PRESET)) $(if $(WEIGHTS),--weights $(WEIGHTS))
 
 .PHONY: destroy  ## destroy serving and base resources (the data bucket stays unless FORCE=1)

@@ -172,12 +172,26 @@ class Preset:
     description: str
     defaults: dict[str, Any] = field(default_factory=dict)
     ranges: dict[str, Range | None] = field(default_factory=dict)
+    # The tuning job's budget unless one is asked for: trials in all, and at a time.
+    trials: int = 4
+    parallel_trials: int = 2
 
     def __post_init__(self) -> None:
         for name, value in self.defaults.items():
             hyperparameter(name).check(value)
         for name in self.ranges:
             hyperparameter(name)
+        check_budget(self.trials, self.parallel_trials)
+
+    def budget(self, trials: int | None = None,
+               parallel_trials: int | None = None) -> tuple[int, int]:
+        """`(trials, at a time)`: what is asked for, else this preset's; asking for fewer
+        trials than the preset runs at a time runs them all at once."""
+        trials = self.trials if trials is None else trials
+        if parallel_trials is None:
+            parallel_trials = min(self.parallel_trials, trials)
+        check_budget(trials, parallel_trials)
+        return trials, parallel_trials
 
     def default_values(self) -> dict[str, Any]:
         """Every hyperparameter's default under this preset."""
@@ -189,11 +203,22 @@ class Preset:
         return {name: r for name, r in ranges.items() if r is not None}
 
 
+def check_budget(trials: int, parallel_trials: int) -> None:
+    """ValueError unless 1 <= trials at a time <= trials."""
+    if trials < 1:
+        raise ValueError(f"need at least 1 trial, got {trials}")
+    if not 1 <= parallel_trials <= trials:
+        raise ValueError(f"need 1 <= trials at a time ({parallel_trials}) <= trials ({trials})")
+
+
 DIGITS = "digits"
 DOG_IMAGES = "dog-images"
 PRESETS = {preset.name: preset for preset in (
+    # The laptop demo's tuning job is one round: 2 one-thread trials fill 2 cores. A second
+    # round would add a trial's fixed costs again (start-up, ONNX export and gate, model upload:
+    # about 30 s here) for a Bayesian search that had only 2 results to learn from.
     Preset(DIGITS, "8x8 digits rendered at 32 px: a small ResNet from scratch (the schema's "
-           "defaults)"),
+           "defaults)", trials=2, parallel_trials=2),
     # Fine-tuning ImageNet's resnet50 on 133 breeds (~6.7k training photos): 224 px is what
     # the weights were trained at; a learning rate well below from-scratch ones (1e-4, searched
     # log-scaled 1e-5..1e-3) keeps the pretrained features; batches of 16-48 fit a 16 GB T4 at

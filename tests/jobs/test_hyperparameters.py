@@ -20,6 +20,7 @@ from breedops.hyperparameters import (
 from breedops.jobs import cli
 from breedops.jobs.sagemaker_backend import sdk_ranges
 from breedops.jobs.spec import HyperParameters, TrainingRequest, TuningRequest
+from breedops.pipeline.apply import PipelineOptions
 from breedops.training.train import HYPERPARAMETERS, build_parser
 
 # Before the schema: the entry point's defaults and the tuner's ranges (the digits demo).
@@ -54,6 +55,37 @@ def test_dog_images_preset_fine_tunes_a_pretrained_resnet50_at_224_px() -> None:
     ranges = preset(DOG_IMAGES).search_ranges()
     assert ranges["lr"] == Interval(1e-5, 1e-3, "Logarithmic")
     assert ranges["batch_size"].high <= 48
+
+
+def test_each_preset_sizes_its_tuning_job_and_a_smaller_one_asked_for_runs_at_once() -> None:
+    # digits: one round on a 2-core machine; dog-images: 4 trials, 2 at a time on AWS.
+    assert PipelineOptions().budget == (2, 2)
+    assert PipelineOptions(dataset="dog-images").budget == (4, 2)
+    assert PipelineOptions(dataset="dog-images", trials=3).budget == (3, 2)
+    assert PipelineOptions(trials=1).budget == (1, 1)
+    assert PipelineOptions(trials=6, parallel_trials=3).budget == (6, 3)
+    tune = cli._tuning_request(_job_args("tune"))
+    assert (tune.max_jobs, tune.max_parallel_jobs) == (2, 2)
+    assert tune.ranges == DIGITS_RANGES
+    tune = cli._tuning_request(_job_args("tune", "--dataset", "dog-images", "--max-jobs", "5"))
+    assert (tune.max_jobs, tune.max_parallel_jobs) == (5, 2)
+    assert tune.ranges == preset(DOG_IMAGES).search_ranges()
+    default = TuningRequest(training=TrainingRequest("b", "d", "r"))
+    assert (default.max_jobs, default.max_parallel_jobs) == (2, 2)
+
+
+@pytest.mark.parametrize(("budget", "message"), [
+    ({"trials": 2, "parallel_trials": 3}, r"need 1 <= trials at a time \(3\) <= trials \(2\)"),
+    ({"trials": 0}, "need at least 1 trial, got 0"),
+    ({"parallel_trials": 0}, r"trials at a time \(0\)"),
+])
+def test_a_bad_tuning_budget_is_a_configuration_error(budget: dict, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        PipelineOptions(**budget)
+    flags = {"trials": "--max-jobs", "parallel_trials": "--max-parallel-jobs"}
+    args = _job_args("tune", *[f for k, v in budget.items() for f in (flags[k], str(v))])
+    with pytest.raises(ConfigurationError, match=message):
+        cli._tuning_request(args)
 
 
 @pytest.mark.parametrize(("dataset", "expected"), [

@@ -105,7 +105,8 @@ def test_submit_training_on_one_instance_replicates_every_channel(backend,
 
 
 def test_submit_tuning_sends_objective_regexes_and_ranges(backend, role_arn: str) -> None:
-    name = backend.submit_tuning(TuningRequest(training=_request(role_arn)))
+    name = backend.submit_tuning(TuningRequest(training=_request(role_arn), max_jobs=4,
+                                               max_parallel_jobs=2))
     assert len(name) <= 32
     described = backend.sagemaker.describe_hyper_parameter_tuning_job(
         HyperParameterTuningJobName=name)

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 
 from breedops import hyperparameters
+from breedops.errors import ConfigurationError
 from breedops.local.env_file import use_emulator_when_local
 from breedops.terraform.outputs import output_or_flag
 
@@ -39,9 +40,10 @@ def preset_of(args: argparse.Namespace) -> str:
 def register(subparsers: argparse._SubParsersAction) -> None:
     tune = subparsers.add_parser("tune", help="hyperparameter tuning job (Bayesian, valid_loss)")
     _common(tune)
-    tune.add_argument("--max-jobs", type=int, default=4, help="trials (default 4)")
-    tune.add_argument("--max-parallel-jobs", type=int, default=2,
-                      help="trials at a time (default 2)")
+    tune.add_argument("--max-jobs", type=int, default=None,
+                      help="trials (default: the preset's, 2 for digits, 4 for dog-images)")
+    tune.add_argument("--max-parallel-jobs", type=int, default=None,
+                      help="trials at a time (default: the preset's, 2, or --max-jobs if fewer)")
     tune.set_defaults(func=tune_command)
 
     train = subparsers.add_parser("train", help="training job; records its artifact")
@@ -70,14 +72,23 @@ def _request(args: argparse.Namespace, base=None):
     )
 
 
-def tune_command(args: argparse.Namespace) -> int:
-    from breedops.jobs import workflow
+def _tuning_request(args: argparse.Namespace):
     from breedops.jobs.spec import TuningRequest
 
+    preset = hyperparameters.preset(preset_of(args))
+    try:
+        trials, parallel_trials = preset.budget(args.max_jobs, args.max_parallel_jobs)
+    except ValueError as e:
+        raise ConfigurationError(str(e)) from e
+    return TuningRequest(training=_request(args), ranges=preset.search_ranges(),
+                         max_jobs=trials, max_parallel_jobs=parallel_trials)
+
+
+def tune_command(args: argparse.Namespace) -> int:
+    from breedops.jobs import workflow
+
     use_emulator_when_local(args.env)
-    request = TuningRequest(training=_request(args),
-                            ranges=hyperparameters.preset(preset_of(args)).search_ranges(),
-                            max_jobs=args.max_jobs, max_parallel_jobs=args.max_parallel_jobs)
+    request = _tuning_request(args)
     backend = workflow.get_backend(args.env)
     result = workflow.tune(args.env, backend, request)
     print(f"tuning job {result.tuning_job_name}: best {result.best.job_name} "

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, make_dataclass
 from typing import Any
 
 from breedops.errors import ConfigurationError
-from breedops.hyperparameters import DIGITS, SCHEMA, Range, check_range, preset
+from breedops.hyperparameters import DIGITS, SCHEMA, Range, check_budget, check_range, preset
 from breedops.settings import DEFAULT_CODE_PREFIX, DEFAULT_PROJECT
 
 CHANNELS = ("train", "valid", "test")
@@ -115,8 +115,8 @@ class TuningRequest:
     # Hyperparameter name -> its search range (`hyperparameters.Preset.search_ranges`).
     ranges: dict[str, Range] = field(
         default_factory=lambda: preset(DIGITS).search_ranges())
-    max_jobs: int = 4
-    max_parallel_jobs: int = 2
+    max_jobs: int = field(default_factory=lambda: preset(DIGITS).trials)
+    max_parallel_jobs: int = field(default_factory=lambda: preset(DIGITS).parallel_trials)
 
     def __post_init__(self) -> None:
         for name, search in self.ranges.items():
@@ -124,8 +124,10 @@ class TuningRequest:
                 check_range(name, search)
             except ValueError as e:
                 raise ConfigurationError(str(e)) from e
-        if not 1 <= self.max_parallel_jobs <= self.max_jobs:
-            raise ConfigurationError("need 1 <= max parallel jobs <= max jobs")
+        try:
+            check_budget(self.max_jobs, self.max_parallel_jobs)
+        except ValueError as e:
+            raise ConfigurationError(str(e)) from e
 
 
 @dataclass(frozen=True)

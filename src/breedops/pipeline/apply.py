@@ -44,8 +44,9 @@ class PipelineOptions:
 
     env: str = "local"
     dataset: str = "digits"
-    trials: int = 4
-    parallel_trials: int = 2
+    # The tuning job's budget; None: the preset's (`hyperparameters.Preset.budget`).
+    trials: int | None = None
+    parallel_trials: int | None = None
     epochs: int | None = None  # fixes the tuner's epoch range
     force: bool = False
     # Hyperparameter defaults and ranges; None: the dataset's (`preset_for_dataset`).
@@ -61,15 +62,21 @@ class PipelineOptions:
                                      f"{', '.join(hyperparameters.PRESETS)}")
         if self.weights is not None and not Path(self.weights).is_file():
             raise ConfigurationError(f"the weights file {self.weights} does not exist")
-        if not 1 <= self.parallel_trials <= self.trials:
-            raise ConfigurationError(
-                f"need 1 <= parallel trials ({self.parallel_trials}) <= trials ({self.trials})")
+        try:  # the budget asked for, checked against the preset's
+            hyperparameters.preset(self.preset_name).budget(self.trials, self.parallel_trials)
+        except ValueError as e:
+            raise ConfigurationError(str(e)) from e
         if self.epochs is not None and self.epochs < 1:
             raise ConfigurationError(f"epochs must be at least 1, got {self.epochs}")
 
     @property
     def preset_name(self) -> str:
         return self.preset or hyperparameters.preset_for_dataset(self.dataset)
+
+    @property
+    def budget(self) -> tuple[int, int]:
+        """The tuning job's `(trials, at a time)`."""
+        return hyperparameters.preset(self.preset_name).budget(self.trials, self.parallel_trials)
 
 
 def pipeline_dir(env: str) -> Path:
@@ -236,8 +243,9 @@ def _tuning_request(options: PipelineOptions, out: Outputs):
     ranges = hyperparameters.preset(options.preset_name).search_ranges()
     if options.epochs is not None:
         ranges = hyperparameters.fixed(ranges, epochs=options.epochs)
+    trials, parallel_trials = options.budget
     return TuningRequest(training=_training_request(options, out), ranges=ranges,
-                         max_jobs=options.trials, max_parallel_jobs=options.parallel_trials)
+                         max_jobs=trials, max_parallel_jobs=parallel_trials)
 
 
 def _tune(options: PipelineOptions) -> Stage:
@@ -271,8 +279,9 @@ def _tune(options: PipelineOptions) -> Stage:
         submitted.clear()  # the stage's record holds the result from here on
         return produced
 
-    return Stage("tune", f"tuning job ({options.preset_name} preset): {options.trials} trials, "
-                 f"{options.parallel_trials} in parallel; the best one's model -> artifacts file",
+    trials, parallel_trials = options.budget
+    return Stage("tune", f"tuning job ({options.preset_name} preset): {trials} trials, "
+                 f"{parallel_trials} in parallel; the best one's model -> artifacts file",
                  fingerprint, run,
                  "the failing trial's log is named above; fix the cause and re-run make apply",
                  principal=OPERATOR)

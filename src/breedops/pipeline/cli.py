@@ -17,9 +17,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="local emulator (default) or a real account")
     apply.add_argument("--dataset", default="digits",
                        help="digits (default), dog-images, or a folder in that layout")
-    apply.add_argument("--trials", type=int, default=4, help="tuning trials (default 4)")
-    apply.add_argument("--parallel-trials", type=int, default=2,
-                       help="trials at a time (default 2)")
+    apply.add_argument("--trials", type=int, default=None,
+                       help="tuning trials (default: the preset's, 2 for digits, 4 for dog-images)")
+    apply.add_argument("--parallel-trials", type=int, default=None,
+                       help="trials at a time (default: the preset's, 2, or --trials if fewer)")
     apply.add_argument("--epochs", type=int, default=None,
                        help="fix the epochs of every job (default: tuned within the ranges)")
     apply.add_argument("--preset", default=None, choices=PRESETS,
