@@ -31,6 +31,10 @@ EPOCHS ?=
 # weights file for the jobs (default: torchvision downloads them).
 PRESET ?=
 WEIGHTS ?=
+# The flags of the options given: one left empty is the pipeline's default.
+APPLY_FLAGS = $(strip $(if $(TRIALS),--trials $(TRIALS)) \
+  $(if $(PARALLEL),--parallel-trials $(PARALLEL)) $(if $(EPOCHS),--epochs $(EPOCHS)) \
+  $(if $(PRESET),--preset $(PRESET)) $(if $(WEIGHTS),--weights $(WEIGHTS)))
 
 # The stamp's name carries a hash of the pins, so `make setup` reinstalls exactly when they change.
 SETUP_STAMP := $(VENV)/.setup-$(shell cat requirements.lock pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
@@ -118,10 +122,7 @@ plan: setup check-terraform lambda $(if $(filter local,$(ENV)),up)
 
 .PHONY: apply  ## run the whole pipeline: base, data, tuning, training, serving, smoke test
 apply: venv check-terraform lambda
-	$(PY) -m breedops pipeline apply --env $(ENV) --dataset $(DATASET) \
-	  $(if $(TRIALS),--trials $(TRIALS)) $(if $(PARALLEL),--parallel-trials $(PARALLEL)) \
-	  $(if $(EPOCHS),--epochs $(EPOCHS)) \
-	  $(if $(PRESET),--preset $(PRESET)) $(if $(WEIGHTS),--weights $(WEIGHTS))
+	$(PY) -m breedops pipeline apply --env $(ENV) --dataset $(DATASET) $(APPLY_FLAGS)
 
 .PHONY: destroy  ## destroy serving and base resources (the data bucket stays unless FORCE=1)
 destroy: venv check-terraform
