@@ -27,8 +27,8 @@ from breedops.training.train import HYPERPARAMETERS, build_parser
 DIGITS_DEFAULTS = {"lr": 3e-3, "batch_size": 64, "epochs": 5, "arch": "resnet18",
                    "pretrained": False, "image_size": 24, "hflip": False, "weight_decay": 1e-4,
                    "seed": 0, "checkpoint_interval": 60.0}
-DIGITS_RANGES = {"lr": Interval(2e-3, 8e-3, "Logarithmic"), "batch_size": Interval(32, 96),
-                 "epochs": Interval(4, 6)}
+DIGITS_RANGES = {"lr": Interval(1.5e-3, 5e-3, "Logarithmic"), "batch_size": Interval(48, 96),
+                 "epochs": Interval(5, 7)}
 
 
 def _jobs_parser(command: str) -> argparse.ArgumentParser:

@@ -118,10 +118,10 @@ def test_submit_tuning_sends_objective_regexes_and_ranges(backend, role_arn: str
     assert config["ResourceLimits"]["MaxParallelTrainingJobs"] == 2
     ranges = config["ParameterRanges"]
     assert ranges["ContinuousParameterRanges"] == [
-        {"Name": "lr", "MinValue": "0.002", "MaxValue": "0.008", "ScalingType": "Logarithmic"}]
+        {"Name": "lr", "MinValue": "0.0015", "MaxValue": "0.005", "ScalingType": "Logarithmic"}]
     assert {r["Name"]: (r["MinValue"], r["MaxValue"]) for r in
-            ranges["IntegerParameterRanges"]} == {"batch-size": ("32", "96"),
-                                                  "epochs": ("4", "6")}
+            ranges["IntegerParameterRanges"]} == {"batch-size": ("48", "96"),
+                                                  "epochs": ("5", "7")}
     definition = described["TrainingJobDefinition"]
     # Every trial packages the serving variant (the best one is served); tuned values are not
     # static.
