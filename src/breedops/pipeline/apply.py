@@ -62,8 +62,8 @@ class PipelineOptions:
                                      f"{', '.join(hyperparameters.PRESETS)}")
         if self.weights is not None and not Path(self.weights).is_file():
             raise ConfigurationError(f"the weights file {self.weights} does not exist")
-        try:  # the budget asked for, checked against the preset's
-            hyperparameters.preset(self.preset_name).budget(self.trials, self.parallel_trials)
+        try:
+            self.budget  # noqa: B018 (resolving it checks it)
         except ValueError as e:
             raise ConfigurationError(str(e)) from e
         if self.epochs is not None and self.epochs < 1:
